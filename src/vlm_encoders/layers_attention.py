@@ -1,0 +1,189 @@
+"""One attention entry point for every encoder: eager, sdpa, flash, packed variable-length sequences, windows.
+
+Backends come from transformers' attention interface, chosen by `config._attn_implementation` at call
+time, so `from_pretrained(..., attn_implementation=...)` and `model.set_attn_implementation(...)` work.
+
+Packed sequences (NaViT-style: the patches of several images back to back, `cu_seqlens` marking where
+each image starts) must never attend across images:
+  * flash attention: one varlen call over the whole pack;
+  * otherwise, a small pack gets one call with a block-diagonal mask (cheaper than many tiny calls),
+    and a large pack is split into one call per image, so no dense (T x T) mask is ever built.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .layers_pos_embed import apply_rope
+
+# A pack longer than this is attended image by image: its block-diagonal mask alone would take
+# T^2 * 4 bytes (64 MiB at T = 4096) and mostly mask out work that splitting never does.
+DENSE_PACK_MAX_TOKENS = 1024
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """query/key/value: (B, H, N, Dh); attention_mask: additive, broadcastable to (B, H, N, N)."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = F.dropout(probs, p=dropout, training=module.training)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs  # (B, N, H, Dh), (B, H, N, N)
+
+
+def is_flash_attention(implementation: str | None) -> bool:
+    return implementation is not None and implementation.startswith(("flash_attention", "kernels-community/flash"))
+
+
+def attention_function(implementation: str | None) -> Callable:
+    """The transformers attention function registered under `implementation` (eager is ours)."""
+    if implementation in (None, "eager"):
+        return eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+
+
+def block_diagonal_mask(cu_seqlens: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(1, 1, T, T) additive mask that lets each packed sequence attend only to itself."""
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).to(device)
+    seq_id = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)  # (T,)
+    same = seq_id[:, None] == seq_id[None, :]
+    mask = torch.zeros(same.shape, dtype=dtype, device=device)
+    return mask.masked_fill_(~same, torch.finfo(dtype).min)[None, None]
+
+
+def attend(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    *,
+    scaling: float,
+    dropout: float = 0.0,
+    attention_mask: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+    max_seqlen: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention over (B, H, N, Dh) tensors -> ((B, N, H, Dh), probabilities or None).
+
+    `module.config._attn_implementation` picks the backend. With `cu_seqlens` (int32, leading 0), the
+    batch is one pack (B = 1) of variable-length sequences that never attend to each other.
+    """
+    implementation = module.config._attn_implementation
+    attn_fn = attention_function(implementation)
+    if cu_seqlens is None:
+        return attn_fn(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, is_causal=False)
+    if attention_mask is not None:
+        raise ValueError("packed attention takes cu_seqlens or attention_mask, not both")
+    if query.shape[0] != 1:
+        raise ValueError(f"packed attention expects one pack (batch size 1), got batch size {query.shape[0]}")
+    cu_seqlens = cu_seqlens.to(device=query.device, dtype=torch.int32)
+    if cu_seqlens[-1] != query.shape[2]:
+        raise ValueError(f"cu_seqlens covers {int(cu_seqlens[-1])} tokens but the pack has {query.shape[2]}")
+    if is_flash_attention(implementation):
+        if max_seqlen is None:
+            max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        return attn_fn(
+            module, query, key, value, None, scaling=scaling, dropout=dropout, is_causal=False,
+            cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens, max_length_q=max_seqlen, max_length_k=max_seqlen,
+        )
+    if len(cu_seqlens) == 2:  # a pack of one: plain attention
+        return attn_fn(module, query, key, value, None, scaling=scaling, dropout=dropout, is_causal=False)
+    if query.shape[2] <= DENSE_PACK_MAX_TOKENS:
+        mask = block_diagonal_mask(cu_seqlens, query.dtype, query.device)
+        return attn_fn(module, query, key, value, mask, scaling=scaling, dropout=dropout, is_causal=False)
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    outputs = [
+        attn_fn(module, q, k, v, None, scaling=scaling, dropout=dropout, is_causal=False)[0]
+        for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))
+    ]
+    return torch.cat(outputs, dim=1), None
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) -> (B * nW, window, window, C), zero-padding H and W up to multiples of `window`.
+
+    Returns the padded size too, for `window_unpartition`. Windows become batch entries, so window
+    attention is ordinary attention on them (SAM / ViTDet).
+    """
+    B, H, W, C = x.shape
+    pad_h, pad_w = (window - H % window) % window, (window - W % window) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    Hp, Wp = H + pad_h, W + pad_w
+    x = x.view(B, Hp // window, window, Wp // window, window, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, C), (Hp, Wp)
+
+
+def window_unpartition(
+    windows: torch.Tensor, window: int, padded_size: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of `window_partition`: (B * nW, window, window, C) -> (B, H, W, C), padding removed."""
+    (Hp, Wp), (H, W) = padded_size, size
+    B = windows.shape[0] // ((Hp // window) * (Wp // window))
+    x = windows.view(B, Hp // window, Wp // window, window, window, -1).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(B, Hp, Wp, -1)[:, :H, :W]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection.
+
+    Sizes are explicit; `config` is kept only to read `config._attn_implementation` at call time, so a
+    runtime `set_attn_implementation` reaches every layer.
+    """
+
+    def __init__(
+        self, config, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True, dropout: float = 0.0
+    ):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.config = config
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = dropout
+        self.is_causal = False  # read by transformers' sdpa/flash functions
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)  # one GEMM instead of three
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        max_seqlen: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if rope is not None:  # (B, H, N, Dh) each
+            q, k = apply_rope(q, k, *rope)
+        out, probs = attend(
+            self, q, k, v, scaling=self.scaling, dropout=self.dropout if self.training else 0.0,
+            attention_mask=attention_mask, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen,
+        )
+        return self.proj(out.reshape(B, N, D)), probs
+
+
+__all__ = [
+    "DENSE_PACK_MAX_TOKENS",
+    "SelfAttention",
+    "attend",
+    "attention_function",
+    "block_diagonal_mask",
+    "eager_attention_forward",
+    "is_flash_attention",
+    "window_partition",
+    "window_unpartition",
+]
