@@ -70,7 +70,7 @@ class ViTEncoderLayer(GradientCheckpointingLayer):
         return hidden_states, probs
 
 
-class ViTAttentionPoolHead(nn.Module):
+class ViTPoolingHead(nn.Module):
     """SigLIP's multi-head attention pooling (MAP): one learned probe attends over all tokens, then an MLP."""
 
     def __init__(self, config: ViTVisionConfig):
@@ -116,7 +116,7 @@ class ViTPreTrainedModel(PreTrainedModel):
             if module.class_embedding is not None:
                 init.normal_(module.class_embedding, std=module.class_embedding.shape[-1] ** -0.5)
             init.normal_(module.position_embedding, std=std)
-        elif isinstance(module, ViTAttentionPoolHead):
+        elif isinstance(module, ViTPoolingHead):
             init.normal_(module.probe, std=std)
 
 
@@ -128,7 +128,7 @@ class ViTVisionModel(ViTPreTrainedModel):
         self.pre_layernorm = nn.LayerNorm(dim, eps=config.layer_norm_eps) if config.pre_layernorm else nn.Identity()
         self.layers = nn.ModuleList(ViTEncoderLayer(config) for _ in range(config.num_hidden_layers))
         self.post_layernorm = nn.LayerNorm(dim, eps=config.layer_norm_eps) if config.post_layernorm != "none" else None
-        self.head = ViTAttentionPoolHead(config) if config.pooling == "map" else None
+        self.head = ViTPoolingHead(config) if config.pooling == "map" else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
