@@ -48,6 +48,8 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: ViTVisionCon
     used, out = set(), {}
 
     def take(name):
+        if name not in src:
+            raise ValueError(f"the checkpoint has no weight {prefix + name!r}")
         used.add(name)
         return src[name]
 
