@@ -5,8 +5,23 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 
+class QuickGELU(nn.Module):
+    """CLIP's x * sigmoid(1.702 x), with the same arithmetic as transformers' (so results are bitwise equal).
+
+    Without autograd it works in place on the fc1 output it is given: one temporary instead of three
+    fresh (N x 4D) buffers per layer, which on CPU cost more in page faults than the arithmetic itself.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x * torch.sigmoid(1.702 * x)
+        return x.mul_(torch.sigmoid_(1.702 * x))
+
+
 def get_activation(name: str) -> nn.Module:
-    """The activation module transformers uses for `hidden_act=name` (quick_gelu, gelu_pytorch_tanh, ...)."""
+    """The activation module for `hidden_act=name` (quick_gelu, gelu_pytorch_tanh, ... as in transformers)."""
+    if name == "quick_gelu":
+        return QuickGELU()
     if name not in ACT2FN:
         raise ValueError(f"unknown activation {name!r}; known: {sorted(ACT2FN)}")
     return ACT2FN[name]
@@ -25,4 +40,4 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-__all__ = ["Mlp", "get_activation"]
+__all__ = ["Mlp", "QuickGELU", "get_activation"]

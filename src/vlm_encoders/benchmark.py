@@ -1,0 +1,183 @@
+"""Speed and memory of our encoders against the transformers implementation of the same architecture.
+
+One interleaved run per case: warm-up, then alternating A/B rounds, medians, so that a noisy shared
+machine slows both sides alike. Reported: tokens, analytic GFLOPs (`geometry.vit_flops`), median ms,
+the ratio (reference ms / our ms; > 1 means we are faster), peak activation memory, and the share of
+the machine's measured fp32 matmul peak that each side reaches.
+
+Peak memory is the activation memory of one forward: live tensor storage counted op by op on CPU
+(`LiveTensorBytes`), `torch.cuda.max_memory_allocated` on CUDA.
+Not part of exported checkpoints.
+"""
+
+import gc
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from .geometry import vit_flops
+
+CASES = {
+    # name: (reference family, published vision config, image size); LLaVA-1.5's tower and SigLIP-so400m
+    "clip-l14-336": ("clip", dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                  num_attention_heads=16, image_size=336, patch_size=14, hidden_act="quick_gelu",
+                                  layer_norm_eps=1e-5)),
+    "siglip-so400m-384": ("siglip", dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                         num_attention_heads=16, image_size=384, patch_size=14,
+                                         hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)),
+}
+
+
+@dataclass
+class Result:
+    case: str
+    model: str
+    tokens: int
+    gflops: float
+    ms: float
+    ratio: float
+    peak_mib: float
+    pct_of_matmul_peak: float | None
+
+
+def matmul_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GEMM throughput of this machine (GFLOP/s): the ceiling any encoder can reach."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Peak bytes of tensor storage created inside the mode and still alive (activations, not weights).
+
+    Counts every op's outputs by storage (views are free), and releases a storage once nothing refers to it.
+    Allocator-independent, so CPU numbers are comparable between models (the RSS high-water mark is not:
+    glibc keeps freed arenas). Workspace an op allocates and frees internally is not seen.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live, self.current, self.peak = {}, 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for key, (ref, nbytes) in list(self.live.items()):
+            if ref.expired():
+                self.current -= nbytes
+                del self.live[key]
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor):
+                storage = tensor.untyped_storage()
+                if storage._cdata not in self.live:
+                    self.live[storage._cdata] = (StorageWeakRef(storage), storage.nbytes())
+                    self.current += storage.nbytes()
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+def peak_memory_mib(fn, device: str) -> float:
+    """Extra memory one call of `fn` needs at its peak, in MiB."""
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    with LiveTensorBytes() as meter:
+        fn()
+    return meter.peak / 2**20
+
+
+def build_pair(case: str, num_layers: int | None = None):
+    """The transformers reference with random weights of the published shape, and ours converted from it."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, SiglipVisionConfig, SiglipVisionModel
+
+    from .conversion_vit import convert_clip, convert_siglip
+
+    family, shape = CASES[case]
+    shape = {**shape, **({"num_hidden_layers": num_layers} if num_layers else {})}
+    torch.manual_seed(0)
+    if family == "clip":
+        reference = CLIPVisionModel(CLIPVisionConfig(**shape)).eval()
+        ours = convert_clip(reference)
+    else:
+        reference = SiglipVisionModel(SiglipVisionConfig(**shape)).eval()
+        ours = convert_siglip(reference)
+    return reference, ours
+
+
+def benchmark_case(case: str, rounds: int = 5, warmup: int = 1, device: str = "cpu", num_layers: int | None = None,
+                   peak: float | None = None) -> list[Result]:
+    reference, ours = build_pair(case, num_layers)
+    reference.to(device), ours.to(device)
+    config = ours.config
+    pixels = torch.randn(1, 3, config.image_size, config.image_size, device=device)
+    runs = {"transformers": lambda: reference(pixels), "vlm-encoders": lambda: ours(pixels)}
+    times = {name: [] for name in runs}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for fn in runs.values():
+                fn()
+        for _ in range(rounds):  # A, B, A, B, ...: drift on a shared machine hits both sides
+            for name, fn in runs.items():
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+        memory = {name: peak_memory_mib(fn, device) for name, fn in runs.items()}
+    num_patches = config.grid_size**2
+    tokens = num_patches + config.num_prefix_tokens
+    flops = vit_flops(tokens, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+                      num_layers=config.num_hidden_layers, patch_dim=3 * config.patch_size**2, num_patches=num_patches)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return [
+        Result(case=case, model=name, tokens=tokens, gflops=flops / 1e9, ms=medians[name] * 1e3,
+               ratio=medians["transformers"] / medians[name], peak_mib=memory[name],
+               pct_of_matmul_peak=100 * flops / 1e9 / medians[name] / peak if peak else None)
+        for name in runs
+    ]
+
+
+def format_table(results: list[Result], peak: float | None) -> str:
+    header = f"{'case':<20} {'model':<13} {'tokens':>6} {'GFLOPs':>8} {'ms':>9} {'ratio':>6} {'peak MiB':>9} {'% peak':>7}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        memory = f"{r.peak_mib:9.1f}"
+        share = f"{r.pct_of_matmul_peak:6.1f}%" if r.pct_of_matmul_peak is not None else f"{'n/a':>7}"
+        lines.append(f"{r.case:<20} {r.model:<13} {r.tokens:>6} {r.gflops:8.1f} {r.ms:9.1f} {r.ratio:6.3f} {memory} {share}")
+    if peak:
+        lines.append(f"fp32 matmul peak of this machine: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    lines.append("ratio = transformers ms / our ms (> 1: we are faster); medians of interleaved rounds")
+    return "\n".join(lines)
+
+
+def run(cases: list[str], rounds: int = 5, device: str = "cpu", num_layers: int | None = None) -> tuple[list, str]:
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise ValueError(f"unknown benchmark case(s) {unknown}; known: {sorted(CASES)}")
+    peak = matmul_peak_gflops(device)
+    results = [r for case in cases for r in benchmark_case(case, rounds, device=device, num_layers=num_layers,
+                                                           peak=peak)]
+    return [asdict(r) for r in results], format_table(results, peak)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+__all__ = ["CASES", "LiveTensorBytes", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run"]
