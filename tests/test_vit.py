@@ -121,3 +121,21 @@ def test_return_dict_false_gives_a_tuple():
     with torch.no_grad():
         out = model(torch.randn(1, 3, 30, 30), return_dict=False)
     assert isinstance(out, tuple) and out[0].shape == (1, 50, 32)
+
+
+def test_feature_extraction_pipeline_batches_correctly():
+    from transformers import pipeline
+
+    model = ViTVisionModel(ViTContract().tiny_config()).eval()
+    processor = ViTImageProcessor.from_style("clip", image_size=30, patch_size=4)
+    extract = pipeline("image-feature-extraction", model=model, image_processor=processor, device="cpu")
+    images = [random_image(45, 61, 0), random_image(61, 45, 1), random_image(38, 38, 2)]
+    one_by_one = [extract(image, return_tensors=True) for image in images]
+    batched = extract(images, batch_size=2, return_tensors=True)
+    for alone, together in zip(one_by_one, batched):
+        assert alone.shape == (1, 50, 32)
+        torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    pooled = extract(images[0], pool=True, return_tensors=True)
+    with torch.no_grad():
+        expected = model(**processor(images[0], return_tensors="pt")).pooler_output
+    torch.testing.assert_close(pooled, expected)
