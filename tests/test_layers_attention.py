@@ -101,3 +101,22 @@ def test_window_partition_round_trip_and_window_attention():
     # the top-left window holds exactly the top-left 4 x 4 block of the first image
     torch.testing.assert_close(windows[0], x[0, :4, :4])
     torch.testing.assert_close(windows[3 * 3 - 1, :3, :1], x[0, 8:11, 8:9])
+
+
+def test_flash_packs_go_to_the_varlen_kernel_in_one_call():
+    """Without a GPU, a stand-in registered under a flash name checks what the varlen kernel would receive."""
+    received = []
+
+    def fake_flash(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        received.append((query.shape, attention_mask, kwargs))
+        return query.transpose(1, 2), None
+
+    AttentionInterface.register("fake_flash_attention_test", fake_flash)
+    assert la.is_flash_attention("fake_flash_attention_test") and not la.is_flash_attention("sdpa")
+    q, k, v = qkv(12)
+    cu = torch.tensor([0, 5, 12])
+    attend(module("fake_flash_attention_test"), q, k, v, scaling=1.0, cu_seqlens=cu)
+    (shape, mask, kwargs), = received
+    assert shape == (1, 4, 12, 8) and mask is None
+    assert kwargs["cu_seq_lens_q"].dtype == torch.int32 and kwargs["cu_seq_lens_q"].tolist() == [0, 5, 12]
+    assert kwargs["max_length_q"] == kwargs["max_length_k"] == 7

@@ -45,7 +45,7 @@ class Result:
     pct_of_matmul_peak: float | None
 
 
-def matmul_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
+def matmul_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 10) -> float:
     """Best fp32 GEMM throughput of this machine (GFLOP/s): the ceiling any encoder can reach."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     best = float("inf")

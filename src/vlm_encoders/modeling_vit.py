@@ -65,8 +65,10 @@ class ViTEncoderLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_out, probs = self.self_attn(self.layer_norm1(hidden_states))
-        hidden_states = hidden_states + attn_out
-        hidden_states = hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        # residuals are added into the fresh projection outputs: same sums (addition commutes), two fewer
+        # (N x D) buffers per layer; autograd is fine since a Linear's backward never reads its output
+        hidden_states = attn_out.add_(hidden_states)
+        hidden_states = self.mlp(self.layer_norm2(hidden_states)).add_(hidden_states)
         return hidden_states, probs
 
 
