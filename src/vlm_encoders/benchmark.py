@@ -45,6 +45,16 @@ class Result:
     pct_of_matmul_peak: float | None
 
 
+def vit_config_flops(config, height: int, width: int) -> tuple[int, int]:
+    """(tokens, forward FLOPs) of a `ViTVisionConfig` model on pixel_values of `height` x `width`."""
+    patches = (height // config.patch_size) * (width // config.patch_size)
+    tokens = patches + config.num_prefix_tokens
+    flops = vit_flops(tokens, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+                      num_layers=config.num_hidden_layers, patch_dim=config.num_channels * config.patch_size**2,
+                      num_patches=patches)
+    return tokens, flops
+
+
 def matmul_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 10) -> float:
     """Best fp32 GEMM throughput of this machine (GFLOP/s): the ceiling any encoder can reach."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
@@ -139,10 +149,7 @@ def benchmark_case(case: str, rounds: int = 5, warmup: int = 1, device: str = "c
                 _sync(device)
                 times[name].append(time.perf_counter() - start)
         memory = {name: peak_memory_mib(fn, device) for name, fn in runs.items()}
-    num_patches = config.grid_size**2
-    tokens = num_patches + config.num_prefix_tokens
-    flops = vit_flops(tokens, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-                      num_layers=config.num_hidden_layers, patch_dim=3 * config.patch_size**2, num_patches=num_patches)
+    tokens, flops = vit_config_flops(config, config.image_size, config.image_size)
     medians = {name: statistics.median(t) for name, t in times.items()}
     return [
         Result(case=case, model=name, tokens=tokens, gflops=flops / 1e9, ms=medians[name] * 1e3,
@@ -180,4 +187,4 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-__all__ = ["CASES", "LiveTensorBytes", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run"]
+__all__ = ["CASES", "LiveTensorBytes", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]

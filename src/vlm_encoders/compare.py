@@ -16,9 +16,9 @@ from importlib import resources
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .benchmark import peak_memory_mib
+from .benchmark import peak_memory_mib, vit_config_flops
 from .configuration_vit import ViTVisionConfig
-from .geometry import shortest_edge_size, vit_flops, vit_processed_size
+from .geometry import shortest_edge_size
 from .image_processing_vit import ViTImageProcessor
 from .modeling_vit import ViTVisionModel
 
@@ -74,18 +74,7 @@ def _vit_describe(processor, height: int, width: int) -> str:
 
 
 def _vit_flops(processor, model, height: int, width: int) -> int:
-    config = model.config
-    h, w = _vit_size(processor, height, width)
-    patches = (h // config.patch_size) * (w // config.patch_size)
-    return vit_flops(patches + config.num_prefix_tokens, hidden_size=config.hidden_size,
-                     intermediate_size=config.intermediate_size, num_layers=config.num_hidden_layers,
-                     patch_dim=config.num_channels * config.patch_size**2, num_patches=patches)
-
-
-def _vit_size(processor, height, width):
-    return vit_processed_size(height, width, size=dict(processor.size), crop_size=dict(processor.crop_size or {}),
-                              do_resize=processor.do_resize, do_center_crop=processor.do_center_crop,
-                              do_pad=processor.do_pad)
+    return vit_config_flops(model.config, *processor.get_processed_size(height, width))[1]
 
 
 def _vit_draw(image: Image.Image, processor, model) -> Image.Image:

@@ -24,7 +24,13 @@ from transformers.image_utils import (
 )
 from transformers.processing_utils import ImagesKwargs
 
-from .geometry import aligned_crop_window, pad_to_square_padding, shortest_edge_size, vit_num_image_tokens
+from .geometry import (
+    aligned_crop_window,
+    pad_to_square_padding,
+    shortest_edge_size,
+    vit_num_image_tokens,
+    vit_processed_size,
+)
 
 # Above this many pixels, the intermediate image of a shortest-edge resize is not materialised:
 # only the span the center crop needs is resized (exactly; see `geometry.aligned_crop_window`).
@@ -82,11 +88,21 @@ class ViTImageProcessor(TorchvisionBackend):
 
     def get_number_of_image_tokens(self, height: int, width: int, **overrides) -> int:
         """Tokens the model hands to the LLM for a `height` x `width` image, without running anything."""
-        settings = {name: overrides.get(name, getattr(self, name)) for name in
-                    ("patch_size", "size", "crop_size", "do_resize", "do_center_crop", "do_pad", "include_class_token")}
+        settings = self._size_settings(overrides)
+        return vit_num_image_tokens(height, width, patch_size=overrides.get("patch_size", self.patch_size),
+                                    include_class_token=overrides.get("include_class_token", self.include_class_token),
+                                    **settings)
+
+    def get_processed_size(self, height: int, width: int, **overrides) -> tuple[int, int]:
+        """(height, width) of the image the model receives for a `height` x `width` input."""
+        return vit_processed_size(height, width, **self._size_settings(overrides))
+
+    def _size_settings(self, overrides: dict) -> dict:
+        settings = {name: overrides.get(name, getattr(self, name))
+                    for name in ("size", "crop_size", "do_resize", "do_center_crop", "do_pad")}
         for name in ("size", "crop_size"):
             settings[name] = dict(settings[name]) if settings[name] is not None else None
-        return vit_num_image_tokens(height, width, **settings)
+        return settings
 
     def process_image(self, image, *args, **kwargs) -> torch.Tensor:
         """Validate one raw image, then convert it as transformers does (RGB, channels first)."""
