@@ -33,6 +33,8 @@ class EncoderTests:
     atol = 1e-5
     # sizes of the images in a batch for the batching test: different aspect ratios on purpose
     batch_sizes_hw = [(45, 61), (61, 45), (38, 38)]
+    # sizes of TOKEN_COUNT_SIZES the paradigm refuses by design -> the message its ValueError must carry
+    rejected_sizes: dict[tuple[int, int], str] = {}
 
     # ---- hooks ---------------------------------------------------------------------------------
     def tiny_config(self, **overrides):
@@ -71,6 +73,12 @@ class EncoderTests:
     def test_token_count_matches_processor(self, size):
         model = self.build()
         processor = self.make_processor(model.config)
+        if size in self.rejected_sizes:  # refused up front, by the count and by the processor alike
+            with pytest.raises(ValueError, match=self.rejected_sizes[size]):
+                processor.get_number_of_image_tokens(height=size[0], width=size[1])
+            with pytest.raises(ValueError, match=self.rejected_sizes[size]):
+                self.batch(processor, [size])
+            return
         batch = self.batch(processor, [size])
         (embeds,) = self.split_image_embeds(self.run(model, batch), batch)
         assert embeds.shape[0] == processor.get_number_of_image_tokens(height=size[0], width=size[1])

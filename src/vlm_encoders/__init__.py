@@ -6,9 +6,13 @@ Importing the package registers every paradigm with transformers' Auto classes (
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from .configuration_navit import NAVIT_STYLES, NAVIT_VARIANTS, NaViTVisionConfig
 from .configuration_vit import VIT_STYLES, VIT_VARIANTS, ViTVisionConfig
+from .conversion_navit import convert_qwen2_vl, navit_config_from_hf, navit_processor_from_hf
 from .conversion_vit import config_from_hf, convert_clip, convert_siglip, processor_from_hf
+from .image_processing_navit import NaViTImageProcessor
 from .image_processing_vit import ViTImageProcessor
+from .modeling_navit import NaViTPreTrainedModel, NaViTVisionModel, mrope_position_ids
 from .modeling_vit import ViTPreTrainedModel, ViTVisionModel
 from .outputs import VisionEncoderOutput
 
@@ -17,6 +21,7 @@ __version__ = "0.1.0"
 # model_type -> (config, model, image processor); the single registry the CLI, tests and the VLM use.
 PARADIGMS = {
     "vlmenc_vit": (ViTVisionConfig, ViTVisionModel, ViTImageProcessor),
+    "vlmenc_navit": (NaViTVisionConfig, NaViTVisionModel, NaViTImageProcessor),
 }
 
 
@@ -31,6 +36,12 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "NAVIT_STYLES",
+    "NAVIT_VARIANTS",
+    "NaViTImageProcessor",
+    "NaViTPreTrainedModel",
+    "NaViTVisionConfig",
+    "NaViTVisionModel",
     "PARADIGMS",
     "VIT_STYLES",
     "VIT_VARIANTS",
@@ -41,6 +52,10 @@ __all__ = [
     "VisionEncoderOutput",
     "config_from_hf",
     "convert_clip",
+    "convert_qwen2_vl",
     "convert_siglip",
+    "mrope_position_ids",
+    "navit_config_from_hf",
+    "navit_processor_from_hf",
     "processor_from_hf",
 ]

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoConfig, PreTrainedConfig
 
 from .configuration_vit import VIT_STYLES, ViTVisionConfig
+from .conversion_utils import load_checked, read_state_dict, unique_prefix
 from .image_processing_vit import ViTImageProcessor
 from .modeling_vit import ViTVisionModel
 
@@ -43,7 +44,7 @@ def config_from_hf(hf_config: PreTrainedConfig, **overrides) -> ViTVisionConfig:
 
 def convert_state_dict(state_dict: dict[str, torch.Tensor], config: ViTVisionConfig) -> dict[str, torch.Tensor]:
     """Map a CLIP/SigLIP vision state dict (any wrapper prefix) onto `ViTVisionModel`'s keys."""
-    prefix = _vision_prefix(state_dict)
+    prefix = unique_prefix(state_dict, _ANCHOR)
     src = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     used, out = set(), {}
 
@@ -86,17 +87,7 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: ViTVisionCon
 
 def load_converted(config: ViTVisionConfig, state_dict: dict[str, torch.Tensor]) -> ViTVisionModel:
     """Build `ViTVisionModel(config)` and load the converted weights, checking every key and shape."""
-    model = ViTVisionModel(config)
-    converted = convert_state_dict(state_dict, config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(converted))
-    if missing:
-        raise ValueError(f"the checkpoint lacks {len(missing)} weights of the model, e.g. {missing[:5]}")
-    for name, tensor in converted.items():
-        if tensor.shape != expected[name].shape:
-            raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model shape {tuple(expected[name].shape)}")
-    model.load_state_dict(converted, strict=True)
-    return model.eval()
+    return load_checked(ViTVisionModel(config), convert_state_dict(state_dict, config))
 
 
 def convert_clip(source, **overrides) -> ViTVisionModel:
@@ -127,35 +118,13 @@ def processor_from_hf(folder: str, patch_size: int) -> ViTImageProcessor:
 def _convert(source, family: str, overrides: dict) -> ViTVisionModel:
     if isinstance(source, (str, os.PathLike)):
         hf_config = AutoConfig.from_pretrained(source)
-        state_dict = _read_state_dict(str(source))
+        state_dict = read_state_dict(str(source))
     else:
         hf_config, state_dict = source.config, source.state_dict()
     config = config_from_hf(hf_config, **overrides)
     if _VISION_MODEL_TYPES[(getattr(hf_config, "vision_config", None) or hf_config).model_type] != family:
         raise ValueError(f"convert_{family} got a {hf_config.model_type!r} model")
     return load_converted(config, state_dict)
-
-
-def _read_state_dict(folder: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index) as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(os.path.join(folder, shard)).items()}
-    if os.path.exists(os.path.join(folder, "model.safetensors")):
-        return load_file(os.path.join(folder, "model.safetensors"))
-    if os.path.exists(os.path.join(folder, "pytorch_model.bin")):
-        return torch.load(os.path.join(folder, "pytorch_model.bin"), map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"no model.safetensors(.index.json) or pytorch_model.bin in {folder}")
-
-
-def _vision_prefix(state_dict: dict) -> str:
-    prefixes = {k[: -len(_ANCHOR)] for k in state_dict if k.endswith(_ANCHOR)}
-    if len(prefixes) != 1:
-        raise ValueError(f"expected one vision tower (a key ending in {_ANCHOR!r}), found {len(prefixes)}")
-    return prefixes.pop()
 
 
 def _beyond(key: str, config: ViTVisionConfig) -> bool:

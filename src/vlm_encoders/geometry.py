@@ -155,13 +155,96 @@ def vit_flops(num_tokens: int, *, hidden_size: int, intermediate_size: int, num_
     return num_layers * per_layer + 2 * num_patches * patch_dim * d
 
 
+# ---- native resolution (NaViT / Qwen2-VL) -----------------------------------------------------------
+
+# Qwen2-VL's limit: beyond it one side collapses to a single merge block and the image stops making sense.
+MAX_ASPECT_RATIO = 200
+
+
+def smart_resize(height: int, width: int, *, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's native-resolution target: both sides multiples of `factor`, aspect kept, area budgeted.
+
+    Each side is rounded to the nearest multiple of `factor` (patch x merge = 28 for Qwen2-VL); if the
+    area leaves [min_pixels, max_pixels], both sides are rescaled by the same factor first (floored to
+    stay under the budget, ceiled to reach the minimum). The arithmetic is transformers'
+    `smart_resize`, operation for operation, so that our token counts equal Qwen2-VL's. One property
+    of that rule: a side never drops below `factor`, so an image more elongated than
+    max_pixels / factor^2 can end up above `max_pixels` (never with the transformers defaults).
+    """
+    check_image_size(height, width)
+    if factor < 1:
+        raise ValueError(f"factor must be a positive number of pixels, got {factor}")
+    if min_pixels > max_pixels:
+        raise ValueError(f"min_pixels={min_pixels} is larger than max_pixels={max_pixels}")
+    if max_pixels < factor * factor:
+        raise ValueError(f"max_pixels={max_pixels} is below one {factor}x{factor} merge block")
+    aspect = max(height, width) / min(height, width)
+    if aspect > MAX_ASPECT_RATIO:
+        raise ValueError(f"a {height}x{width} image has aspect ratio {aspect:.1f}, above the limit of "
+                         f"{MAX_ASPECT_RATIO}; crop or pad it first")
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def navit_patch_grid(
+    height: int, width: int, *, patch_size: int, merge_size: int, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """(rows, cols) of patches a native-resolution encoder sees for a `height` x `width` image."""
+    h, w = smart_resize(height, width, factor=patch_size * merge_size, min_pixels=min_pixels, max_pixels=max_pixels)
+    return h // patch_size, w // patch_size
+
+
+def navit_num_image_tokens(
+    height: int, width: int, *, patch_size: int, merge_size: int, min_pixels: int, max_pixels: int
+) -> int:
+    """Tokens handed to the LLM: one per merge x merge block of patches (Qwen2-VL: 224 x 224 -> 64)."""
+    rows, cols = navit_patch_grid(height, width, patch_size=patch_size, merge_size=merge_size,
+                                  min_pixels=min_pixels, max_pixels=max_pixels)
+    return (rows // merge_size) * (cols // merge_size)
+
+
+def navit_flops(grids: list[tuple[int, int]], *, hidden_size: int, intermediate_size: int, num_layers: int,
+                patch_dim: int, merge_size: int, out_hidden_size: int, gated_mlp: bool = False,
+                window_tokens: int = 0, num_full_layers: int | None = None) -> int:
+    """Analytic forward FLOPs of a native-resolution encoder on a pack of patch grids (a multiply-add counts 2).
+
+    Attention is per image (packed sequences never attend to each other); with windows of
+    `window_tokens` tokens, all but `num_full_layers` layers attend within windows only (an upper
+    bound: edge windows are smaller). The merger is LN -> Linear(m^2 D, m^2 D) -> Linear(m^2 D, D_out).
+    """
+    d, mlp_mats = hidden_size, 3 if gated_mlp else 2
+    tokens = [rows * cols for rows, cols in grids]
+    n = sum(tokens)
+    full = sum(t * t for t in tokens)
+    windowed = sum(t * min(t, window_tokens) for t in tokens) if window_tokens else full
+    full_layers = num_layers if num_full_layers is None or not window_tokens else num_full_layers
+    dense = num_layers * (8 * n * d * d + 2 * mlp_mats * n * d * intermediate_size)
+    attention = 4 * d * (full_layers * full + (num_layers - full_layers) * windowed)
+    merged, wide = n // merge_size**2, d * merge_size**2
+    merger = 2 * merged * wide * (wide + out_hidden_size)
+    return dense + attention + merger + 2 * n * patch_dim * d
+
+
 __all__ = [
+    "MAX_ASPECT_RATIO",
     "aligned_crop_window",
     "center_crop_offsets",
     "check_image_size",
     "pad_to_square_padding",
+    "navit_flops",
+    "navit_num_image_tokens",
+    "navit_patch_grid",
     "patch_grid",
     "shortest_edge_size",
+    "smart_resize",
     "vit_flops",
     "vit_num_image_tokens",
     "vit_processed_size",

@@ -8,10 +8,8 @@ the same settings; the sizes come from `geometry.vit_processed_size`, the token 
 `geometry.vit_num_image_tokens`.
 """
 
-import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as tvF
-from transformers import TorchvisionBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_transforms import group_images_by_shape, reorder_images
 from transformers.image_utils import (
@@ -31,12 +29,11 @@ from .geometry import (
     vit_num_image_tokens,
     vit_processed_size,
 )
+from .image_processing_base import CheckedTorchvisionBackend
 
 # Above this many pixels, the intermediate image of a shortest-edge resize is not materialised:
 # only the span the center crop needs is resized (exactly; see `geometry.aligned_crop_window`).
 MAX_INTERMEDIATE_PIXELS = 4096 * 4096
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 class ViTImageProcessorKwargs(ImagesKwargs, total=False):
@@ -44,7 +41,7 @@ class ViTImageProcessorKwargs(ImagesKwargs, total=False):
     include_class_token: bool
 
 
-class ViTImageProcessor(TorchvisionBackend):
+class ViTImageProcessor(CheckedTorchvisionBackend):
     r"""CLIP / SigLIP / LLaVA-1.5 preprocessing for `ViTVisionModel`.
 
     Args (beyond transformers' usual `size`, `crop_size`, `do_center_crop`, `image_mean`, ...):
@@ -103,15 +100,6 @@ class ViTImageProcessor(TorchvisionBackend):
         for name in ("size", "crop_size"):
             settings[name] = dict(settings[name]) if settings[name] is not None else None
         return settings
-
-    def process_image(self, image, *args, **kwargs) -> torch.Tensor:
-        """Validate one raw image, then convert it as transformers does (RGB, channels first)."""
-        _check_raw_image(image)
-        image = super().process_image(image, *args, **kwargs)
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"expected an RGB image after conversion, got a tensor of shape {tuple(image.shape)}; "
-                             "images need 1 (grayscale), 3 (RGB) or 4 (RGBA) channels")
-        return image
 
     def pad_to_square(self, images: torch.Tensor, image_mean) -> torch.Tensor:
         """Center (B, C, H, W) images on a square of the longer side, filled with the mean colour (as uint8)."""
@@ -175,27 +163,6 @@ class ViTImageProcessor(TorchvisionBackend):
             )
         return BatchFeature(data={"pixel_values": reorder_images(processed, index)}, tensor_type=return_tensors)
 
-
-def _check_raw_image(image) -> None:
-    """Reject what no conversion can make sense of, naming the problem."""
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
-            raise TypeError(f"numpy images must be uint8 or floating point, got {image.dtype}; "
-                            "scale 16-bit data to uint8 (or to floats with do_rescale=False) first")
-        if image.size == 0:
-            raise ValueError(f"image of shape {image.shape} has no pixels")
-        if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-            raise ValueError("image contains NaN or infinite values")
-    elif isinstance(image, torch.Tensor):
-        if image.dtype != torch.uint8 and image.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"tensor images must be uint8 or floating point, got {image.dtype}")
-        if image.numel() == 0:
-            raise ValueError(f"image of shape {tuple(image.shape)} has no pixels")
-        if image.is_floating_point() and not torch.isfinite(image).all():
-            raise ValueError("image contains NaN or infinite values")
-    elif hasattr(image, "size") and hasattr(image, "mode"):  # PIL
-        if image.size[0] == 0 or image.size[1] == 0:
-            raise ValueError(f"image of size {image.size[0]}x{image.size[1]} (width x height) has no pixels")
 
 
 __all__ = ["ViTImageProcessor"]

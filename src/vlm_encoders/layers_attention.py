@@ -6,8 +6,9 @@ time, so `from_pretrained(..., attn_implementation=...)` and `model.set_attn_imp
 Packed sequences (NaViT-style: the patches of several images back to back, `cu_seqlens` marking where
 each image starts) must never attend across images:
   * flash attention: one varlen call over the whole pack;
+  * sequences of equal length (same-size images, windows) are a batch: one call, no copy;
   * otherwise, a small pack gets one call with a block-diagonal mask (cheaper than many tiny calls),
-    and a large pack is split into one call per image, so no dense (T x T) mask is ever built.
+    and a large pack gets one batched call per distinct length, so no dense (T x T) mask is ever built.
 """
 
 from collections.abc import Callable
@@ -99,18 +100,47 @@ def attend(
             module, query, key, value, None, scaling=scaling, dropout=dropout, is_causal=False,
             cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens, max_length_q=max_seqlen, max_length_k=max_seqlen,
         )
-    if len(cu_seqlens) == 2:  # a pack of one: plain attention
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    if len(lengths) == 1:  # a pack of one: plain attention
         return attn_fn(module, query, key, value, None, scaling=scaling, dropout=dropout, is_causal=False)
+    if len(set(lengths)) == 1:  # equal lengths (same-size images, interior windows): a batch, as a free view
+        n, length = len(lengths), lengths[0]
+        q, k, v = (t[0].unflatten(1, (n, length)).transpose(0, 1) for t in (query, key, value))  # (n, H, L, Dh)
+        out = attn_fn(module, q, k, v, None, scaling=scaling, dropout=dropout, is_causal=False)[0]
+        return out.reshape(1, -1, *out.shape[2:]), None  # (1, T, H, Dh)
     if query.shape[2] <= DENSE_PACK_MAX_TOKENS:
         mask = block_diagonal_mask(cu_seqlens, query.dtype, query.device)
         return attn_fn(module, query, key, value, mask, scaling=scaling, dropout=dropout, is_causal=False)
-    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
-    outputs = [
-        attn_fn(module, q, k, v, None, scaling=scaling, dropout=dropout, is_causal=False)[0]
-        for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))
-    ]
-    return torch.cat(outputs, dim=1), None
+    return _attend_by_length(module, attn_fn, query, key, value, lengths, scaling, dropout), None
 
+
+def _attend_by_length(module, attn_fn, query, key, value, lengths, scaling, dropout) -> torch.Tensor:
+    """A long pack of mixed lengths: one batched call per distinct length, one plain call per unique one.
+
+    Windows of one image come in at most four lengths (interior, right edge, bottom edge, corner), so a
+    few batched calls replace hundreds of tiny ones; a sequence whose length is unique is a free slice.
+    """
+    starts = [0]
+    for length in lengths:
+        starts.append(starts[-1] + length)
+    by_length: dict[int, list[int]] = {}
+    for i, length in enumerate(lengths):
+        by_length.setdefault(length, []).append(i)
+    B, H, T, Dh = query.shape
+    out = query.new_empty(B, T, H, Dh)
+    for length, members in by_length.items():
+        if len(members) == 1:
+            s = starts[members[0]]
+            q, k, v = (t[:, :, s : s + length] for t in (query, key, value))
+            out[:, s : s + length] = attn_fn(module, q, k, v, None, scaling=scaling, dropout=dropout,
+                                             is_causal=False)[0]
+            continue
+        first = torch.tensor([starts[i] for i in members], device=query.device)
+        index = (first[:, None] + torch.arange(length, device=query.device)).flatten()  # (n * L,)
+        q, k, v = (t[0, :, index].unflatten(1, (len(members), length)).transpose(0, 1) for t in (query, key, value))
+        part = attn_fn(module, q, k, v, None, scaling=scaling, dropout=dropout, is_causal=False)[0]  # (n, L, H, Dh)
+        out[0, index] = part.reshape(-1, H, Dh)
+    return out
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """(B, H, W, C) -> (B * nW, window, window, C), zero-padding H and W up to multiples of `window`.

@@ -40,4 +40,20 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-__all__ = ["Mlp", "QuickGELU", "get_activation"]
+class SwiGLU(nn.Module):
+    """Gated feed-forward: down(act(gate(x)) * up(x)) (Shazeer 2020), gate and up fused into one GEMM."""
+
+    def __init__(self, dim: int, hidden_dim: int, act: str = "silu", bias: bool = True):
+        super().__init__()
+        self.gate_up_proj = nn.Linear(dim, 2 * hidden_dim, bias=bias)  # [gate | up] on the output axis
+        self.act = get_activation(act)
+        self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)  # views of one (N, 2I) buffer
+        if torch.is_grad_enabled() and x.requires_grad:
+            return self.down_proj(self.act(gate) * up)
+        return self.down_proj(self.act(gate).mul_(up))  # no grad: no third (N, I) buffer
+
+
+__all__ = ["Mlp", "QuickGELU", "SwiGLU", "get_activation"]

@@ -1,0 +1,52 @@
+"""What every conversion from a transformers model or checkpoint shares: reading weights, loading them strictly.
+
+Not part of exported checkpoints.
+"""
+
+import json
+import os
+
+import torch
+from torch import nn
+
+
+def read_state_dict(folder: str) -> dict[str, torch.Tensor]:
+    """All weights of a local checkpoint folder (sharded or not, safetensors or a legacy .bin)."""
+    from safetensors.torch import load_file
+
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        return {k: v for shard in shards for k, v in load_file(os.path.join(folder, shard)).items()}
+    if os.path.exists(os.path.join(folder, "model.safetensors")):
+        return load_file(os.path.join(folder, "model.safetensors"))
+    if os.path.exists(os.path.join(folder, "pytorch_model.bin")):
+        return torch.load(os.path.join(folder, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"no model.safetensors(.index.json) or pytorch_model.bin in {folder}")
+
+
+def unique_prefix(state_dict: dict, anchor: str) -> str:
+    """The wrapper prefix of the one tower whose `anchor` key appears in the state dict ("" if unwrapped)."""
+    prefixes = {k[: -len(anchor)] for k in state_dict if k.endswith(anchor)}
+    if len(prefixes) != 1:
+        raise ValueError(f"expected one vision tower (a key ending in {anchor!r}), found {len(prefixes)}")
+    return prefixes.pop()
+
+
+def load_checked(model: nn.Module, converted: dict[str, torch.Tensor]) -> nn.Module:
+    """Load converted weights into `model`, requiring every key and every shape to match."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    if missing:
+        raise ValueError(f"the checkpoint lacks {len(missing)} weights of the model, e.g. {missing[:5]}")
+    for name, tensor in converted.items():
+        if name not in expected:
+            raise ValueError(f"converted weight {name!r} has no place in {type(model).__name__}")
+        if tensor.shape != expected[name].shape:
+            raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model shape {tuple(expected[name].shape)}")
+    model.load_state_dict(converted, strict=True)
+    return model.eval()
+
+
+__all__ = ["load_checked", "read_state_dict", "unique_prefix"]
