@@ -55,6 +55,33 @@ def test_large_packs_build_no_dense_mask(monkeypatch):
     torch.testing.assert_close(out, per_sequence_reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_equal_and_repeated_lengths_are_batched_not_looped(implementation, monkeypatch):
+    """Same-size images / windows: one batched call per distinct length, and the same numbers."""
+    calls = []
+    inner = la.attention_function(implementation)
+
+    def counting(module, q, *args, **kwargs):
+        calls.append(tuple(q.shape))
+        return inner(module, q, *args, **kwargs)
+
+    monkeypatch.setattr(la, "attention_function", lambda name: counting)
+    lengths = [6] * 5  # all equal: a free view as a batch of 5
+    q, k, v = qkv(sum(lengths))
+    out, _ = attend(module(implementation), q, k, v, scaling=8**-0.5,
+                    cu_seqlens=torch.tensor([0, 6, 12, 18, 24, 30]))
+    torch.testing.assert_close(out, per_sequence_reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)
+    assert calls == [(5, 4, 6, 8)]
+    calls.clear()
+    monkeypatch.setattr(la, "DENSE_PACK_MAX_TOKENS", 8)
+    lengths = [4, 9, 4, 3, 9, 4]  # windows of an image: a few lengths, repeated; one is unique
+    q, k, v = qkv(sum(lengths), seed=1)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+    out, _ = attend(module(implementation), q, k, v, scaling=8**-0.5, cu_seqlens=cu)
+    torch.testing.assert_close(out, per_sequence_reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)
+    assert sorted(calls) == sorted([(3, 4, 4, 8), (2, 4, 9, 8), (1, 4, 3, 8)])
+
+
 def test_packed_attention_rejects_inconsistent_input():
     q, k, v = qkv(10)
     with pytest.raises(ValueError, match="covers 12 tokens but the pack has 10"):

@@ -70,3 +70,18 @@ def test_rope_frequencies_stay_fp32_in_a_bf16_model():
     torch.testing.assert_close(cos, Rope2D(head_dim=32)(positions)[0])
     q = torch.randn(1, 2, 1600, 32, dtype=torch.bfloat16)
     assert apply_rope(q, q, cos, sin)[0].dtype == torch.bfloat16
+
+
+def test_rope_fast_path_equals_the_autograd_formula():
+    """Without autograd the rotation writes both halves into one buffer; the numbers are the formula's."""
+    from vlm_encoders.layers_pos_embed import rope_rotate, rotate_half
+
+    cos, sin = Rope2D(16)(grid_positions((5, 7)))
+    x = torch.randn(2, 3, 4, 35, 16)
+    expected = x * cos + rotate_half(x) * sin
+    with torch.no_grad():
+        fast = rope_rotate(x, cos, sin)
+    slow = rope_rotate(x.clone().requires_grad_(), cos, sin)
+    torch.testing.assert_close(fast, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(slow, expected)
+    assert slow.requires_grad and rope_rotate(x.to(torch.bfloat16), cos, sin).dtype == torch.bfloat16

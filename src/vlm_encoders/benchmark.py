@@ -20,10 +20,10 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .geometry import vit_flops
+from .geometry import navit_flops, vit_flops
 
-CASES = {
-    # name: (reference family, published vision config, image size); LLaVA-1.5's tower and SigLIP-so400m
+VIT_CASES = {
+    # name: (reference family, published vision config); LLaVA-1.5's tower and SigLIP-so400m, batch 1
     "clip-l14-336": ("clip", dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                                   num_attention_heads=16, image_size=336, patch_size=14, hidden_act="quick_gelu",
                                   layer_norm_eps=1e-5)),
@@ -31,6 +31,14 @@ CASES = {
                                          num_attention_heads=16, image_size=384, patch_size=14,
                                          hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)),
 }
+# Qwen2-VL's vision tower (1280-d, 32 blocks, merger to a 7B LLM) with transformers' default pixel budget;
+# image sizes (height, width) of each case. The pack mixes a thumbnail, photos and a wide frame.
+NAVIT_CASES = {
+    "navit-448": [(448, 448)],
+    "navit-1024": [(1024, 1024)],
+    "navit-pack8": [(224, 224), (336, 336), (448, 448), (480, 640), (640, 480), (600, 800), (512, 384), (720, 1280)],
+}
+CASES = [*VIT_CASES, *NAVIT_CASES]
 
 
 @dataclass
@@ -53,6 +61,17 @@ def vit_config_flops(config, height: int, width: int) -> tuple[int, int]:
                       num_layers=config.num_hidden_layers, patch_dim=config.num_channels * config.patch_size**2,
                       num_patches=patches)
     return tokens, flops
+
+
+def navit_config_flops(config, sizes: list[tuple[int, int]]) -> int:
+    """Forward FLOPs of a `NaViTVisionConfig` model on a pack of images resized to `sizes` (height, width)."""
+    grids = [(h // config.patch_size, w // config.patch_size) for h, w in sizes]
+    window_tokens = (config.window_size // config.patch_size) ** 2
+    return navit_flops(grids, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+                       num_layers=config.num_hidden_layers, patch_dim=config.patch_dim,
+                       merge_size=config.spatial_merge_size, out_hidden_size=config.out_hidden_size,
+                       gated_mlp=config.mlp == "swiglu", window_tokens=window_tokens,
+                       num_full_layers=len(config.fullatt_block_indexes))
 
 
 def matmul_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 10) -> float:
@@ -111,71 +130,122 @@ def peak_memory_mib(fn, device: str) -> float:
     return meter.peak / 2**20
 
 
+@dataclass
+class Pair:
+    """What one case times: the transformers model and ours on the same inputs, and the work they do."""
+
+    runs: dict  # model name -> zero-argument callable; "transformers" first
+    tokens: int
+    flops: int
+
+
 def build_pair(case: str, num_layers: int | None = None):
     """The transformers reference with random weights of the published shape, and ours converted from it."""
+    torch.manual_seed(0)
+    if case in NAVIT_CASES:
+        from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLVisionConfig
+        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
+
+        from .conversion_navit import convert_qwen2_vl
+
+        reference = Qwen2VisionTransformerPretrainedModel(Qwen2VLVisionConfig(depth=num_layers or 32, hidden_size=3584))
+        return reference.eval(), convert_qwen2_vl(reference)
     from transformers import CLIPVisionConfig, CLIPVisionModel, SiglipVisionConfig, SiglipVisionModel
 
     from .conversion_vit import convert_clip, convert_siglip
 
-    family, shape = CASES[case]
+    family, shape = VIT_CASES[case]
     shape = {**shape, **({"num_hidden_layers": num_layers} if num_layers else {})}
-    torch.manual_seed(0)
     if family == "clip":
         reference = CLIPVisionModel(CLIPVisionConfig(**shape)).eval()
-        ours = convert_clip(reference)
-    else:
-        reference = SiglipVisionModel(SiglipVisionConfig(**shape)).eval()
-        ours = convert_siglip(reference)
-    return reference, ours
+        return reference, convert_clip(reference)
+    reference = SiglipVisionModel(SiglipVisionConfig(**shape)).eval()
+    return reference, convert_siglip(reference)
+
+
+def _vit_pair(reference, ours, device: str) -> Pair:
+    config = ours.config
+    pixels = torch.randn(1, 3, config.image_size, config.image_size, device=device)
+    tokens, flops = vit_config_flops(config, config.image_size, config.image_size)
+    return Pair({"transformers": lambda: reference(pixels), "vlm-encoders": lambda: ours(pixels)}, tokens, flops)
+
+
+def _navit_pair(case: str, reference, ours, device: str) -> Pair:
+    """Both towers on one pack of the case's images; for a pack, ours also runs the images one by one."""
+    import numpy as np
+    from PIL import Image
+
+    from .image_processing_navit import NaViTImageProcessor
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in NAVIT_CASES[case]]
+    processor = NaViTImageProcessor()
+    batch = processor(images, return_tensors="pt").to(device)
+    runs = {"transformers": lambda: reference(batch["pixel_values"], grid_thw=batch["image_grid_thw"]),
+            "vlm-encoders": lambda: ours(**batch)}
+    if len(images) > 1:  # packing must cost no more per image than encoding the images alone
+        alone = [processor(image, return_tensors="pt").to(device) for image in images]
+        runs["vlm-encoders 1-by-1"] = lambda: [ours(**b) for b in alone]
+    sizes = [processor.get_processed_size(image.height, image.width) for image in images]
+    tokens = sum(processor.get_number_of_image_tokens(image.height, image.width) for image in images)
+    return Pair(runs, tokens, navit_config_flops(ours.config, sizes))
 
 
 def benchmark_case(case: str, rounds: int = 5, warmup: int = 1, device: str = "cpu", num_layers: int | None = None,
                    peak: float | None = None) -> list[Result]:
     reference, ours = build_pair(case, num_layers)
     reference.to(device), ours.to(device)
-    config = ours.config
-    pixels = torch.randn(1, 3, config.image_size, config.image_size, device=device)
-    runs = {"transformers": lambda: reference(pixels), "vlm-encoders": lambda: ours(pixels)}
-    times = {name: [] for name in runs}
+    pair = _navit_pair(case, reference, ours, device) if case in NAVIT_CASES else _vit_pair(reference, ours, device)
+    times = {name: [] for name in pair.runs}
     with torch.inference_mode():
         for _ in range(warmup):
-            for fn in runs.values():
+            for fn in pair.runs.values():
                 fn()
         for _ in range(rounds):  # A, B, A, B, ...: drift on a shared machine hits both sides
-            for name, fn in runs.items():
+            for name, fn in pair.runs.items():
                 _sync(device)
                 start = time.perf_counter()
                 fn()
                 _sync(device)
                 times[name].append(time.perf_counter() - start)
-        memory = {name: peak_memory_mib(fn, device) for name, fn in runs.items()}
-    tokens, flops = vit_config_flops(config, config.image_size, config.image_size)
+        memory = {name: peak_memory_mib(fn, device) for name, fn in pair.runs.items()}
     medians = {name: statistics.median(t) for name, t in times.items()}
     return [
-        Result(case=case, model=name, tokens=tokens, gflops=flops / 1e9, ms=medians[name] * 1e3,
+        Result(case=case, model=name, tokens=pair.tokens, gflops=pair.flops / 1e9, ms=medians[name] * 1e3,
                ratio=medians["transformers"] / medians[name], peak_mib=memory[name],
-               pct_of_matmul_peak=100 * flops / 1e9 / medians[name] / peak if peak else None)
-        for name in runs
+               pct_of_matmul_peak=100 * pair.flops / 1e9 / medians[name] / peak if peak else None)
+        for name in pair.runs
     ]
 
 
 def format_table(results: list[Result], peak: float | None) -> str:
-    header = f"{'case':<20} {'model':<13} {'tokens':>6} {'GFLOPs':>8} {'ms':>9} {'ratio':>6} {'peak MiB':>9} {'% peak':>7}"
+    header = f"{'case':<20} {'model':<19} {'tokens':>6} {'GFLOPs':>8} {'ms':>9} {'ratio':>6} {'peak MiB':>9} {'% peak':>7}"
     lines = [header, "-" * len(header)]
     for r in results:
         memory = f"{r.peak_mib:9.1f}"
         share = f"{r.pct_of_matmul_peak:6.1f}%" if r.pct_of_matmul_peak is not None else f"{'n/a':>7}"
-        lines.append(f"{r.case:<20} {r.model:<13} {r.tokens:>6} {r.gflops:8.1f} {r.ms:9.1f} {r.ratio:6.3f} {memory} {share}")
+        lines.append(f"{r.case:<20} {r.model:<19} {r.tokens:>6} {r.gflops:8.1f} {r.ms:9.1f} {r.ratio:6.3f} {memory} {share}")
     if peak:
         lines.append(f"fp32 matmul peak of this machine: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     lines.append("ratio = transformers ms / our ms (> 1: we are faster); medians of interleaved rounds")
     return "\n".join(lines)
 
 
+def select_cases(names: list[str]) -> list[str]:
+    """Case names, where a paradigm name (e.g. `navit`) stands for all of its cases."""
+    selected = []
+    for name in names:
+        matches = [name] if name in CASES else [c for c in CASES if c.startswith(f"{name}-")]
+        if name == "vit":
+            matches = list(VIT_CASES)
+        if not matches:
+            raise ValueError(f"unknown benchmark case {name!r}; known: {CASES} (or a paradigm: vit, navit)")
+        selected += [c for c in matches if c not in selected]
+    return selected
+
+
 def run(cases: list[str], rounds: int = 5, device: str = "cpu", num_layers: int | None = None) -> tuple[list, str]:
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        raise ValueError(f"unknown benchmark case(s) {unknown}; known: {sorted(CASES)}")
+    cases = select_cases(cases)
     peak = matmul_peak_gflops(device)
     results = [r for case in cases for r in benchmark_case(case, rounds, device=device, num_layers=num_layers,
                                                            peak=peak)]
@@ -187,4 +257,4 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-__all__ = ["CASES", "LiveTensorBytes", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]
+__all__ = ["CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "navit_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]

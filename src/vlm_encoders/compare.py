@@ -16,10 +16,13 @@ from importlib import resources
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .benchmark import peak_memory_mib, vit_config_flops
+from .benchmark import navit_config_flops, peak_memory_mib, vit_config_flops
+from .configuration_navit import NaViTVisionConfig
 from .configuration_vit import ViTVisionConfig
 from .geometry import shortest_edge_size
+from .image_processing_navit import NaViTImageProcessor
 from .image_processing_vit import ViTImageProcessor
+from .modeling_navit import NaViTVisionModel
 from .modeling_vit import ViTVisionModel
 
 
@@ -81,17 +84,57 @@ def _vit_draw(image: Image.Image, processor, model) -> Image.Image:
     """The image as the model sees it, with its patch grid: every cell is one token."""
     pixels = processor(image, return_tensors="pt")["pixel_values"][0]
     panel = _to_pil(pixels, processor.image_mean, processor.image_std)
+    _draw_grid(panel, model.config.patch_size, (255, 40, 40))
+    return panel
+
+
+def _draw_grid(panel: Image.Image, step: int, colour, width: int = 1) -> None:
     draw = ImageDraw.Draw(panel)
-    p = model.config.patch_size
-    for x in range(0, panel.width - panel.width % p + 1, p):
-        draw.line((x, 0, x, panel.height), fill=(255, 40, 40), width=1)
-    for y in range(0, panel.height - panel.height % p + 1, p):
-        draw.line((0, y, panel.width, y), fill=(255, 40, 40), width=1)
+    for x in range(0, panel.width - panel.width % step + 1, step):
+        draw.line((x, 0, x, panel.height), fill=colour, width=width)
+    for y in range(0, panel.height - panel.height % step + 1, step):
+        draw.line((0, y, panel.width, y), fill=colour, width=width)
+
+
+# ---- native resolution (NaViT / Qwen2-VL) --------------------------------------------------------------
+
+# Qwen's README recommends a budget of 256 to 1280 tokens per image; the default run takes the low end
+# to stay quick on a laptop CPU, --full the transformers default (the high end).
+_NAVIT_BUDGET = {False: 256, True: 1280}
+
+
+def _navit_build(full: bool):
+    config = NaViTVisionConfig.from_variant("qwen2-vl-7b" if full else "qwen2-vl-2b")
+    processor = NaViTImageProcessor(max_pixels=28 * 28 * _NAVIT_BUDGET[full])
+    torch.manual_seed(0)
+    return processor, NaViTVisionModel(config).eval()
+
+
+def _navit_title(full: bool) -> str:
+    return f"Qwen2-VL-{'7B' if full else '2B'} ViT, <= {_NAVIT_BUDGET[full]} tokens"
+
+
+def _navit_describe(processor, height: int, width: int) -> str:
+    h, w = processor.get_processed_size(height, width)
+    return f"native aspect: resize to {w}x{h}, 2x2 merge"
+
+
+def _navit_flops(processor, model, height: int, width: int) -> int:
+    return navit_config_flops(model.config, [processor.get_processed_size(height, width)])
+
+
+def _navit_draw(image: Image.Image, processor, model) -> Image.Image:
+    """The image at its native-resolution size: thin lines per patch, thick ones per merged token."""
+    h, w = processor.get_processed_size(image.height, image.width)
+    panel = image.convert("RGB").resize((w, h), Image.Resampling.BICUBIC)
+    _draw_grid(panel, processor.patch_size, (255, 170, 170))
+    _draw_grid(panel, processor.patch_size * processor.merge_size, (220, 0, 0), width=2)
     return panel
 
 
 PARADIGM_SPECS = {
     "vit": ParadigmSpec("vit", _vit_title, _vit_build, _vit_describe, _vit_flops, _vit_draw),
+    "navit": ParadigmSpec("navit", _navit_title, _navit_build, _navit_describe, _navit_flops, _navit_draw),
 }
 
 
@@ -159,11 +202,11 @@ def _run_one(path, image, name, processor, model, full, device, repeats) -> Comp
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         peak = peak_memory_mib(lambda: model(**batch), device)
-    tokens = out.image_embeds.shape[1]
+    tokens = out.image_embeds.shape[-2]  # (1, N, D) for one image, or (N, D) packed
     expected = processor.get_number_of_image_tokens(height=height, width=width)
     if tokens != expected:  # the contract every paradigm keeps; a mismatch is a bug worth stopping for
         raise RuntimeError(f"{name}: the model returned {tokens} tokens but the processor counts {expected}")
-    h, w = batch["pixel_values"].shape[-2:]
+    h, w = processor.get_processed_size(height, width)
     return CompareRow(image=os.path.basename(path), paradigm=name, configuration=spec.title(full),
                       preprocessing=spec.describe(processor, height, width), input_size=f"{w}x{h}", tokens=tokens,
                       gflops=spec.flops(processor, model, height, width) / 1e9,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .layers_pos_embed import apply_rope
+from .layers_pos_embed import rope_rotate
 
 # A pack longer than this is attended image by image: its block-diagonal mask alone would take
 # T^2 * 4 bytes (64 MiB at T = 4096) and mostly mask out work that splitting never does.
@@ -197,9 +197,11 @@ class SelfAttention(nn.Module):
         max_seqlen: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if rope is not None:  # (B, H, N, Dh) each
-            q, k = apply_rope(q, k, *rope)
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
+        if rope is not None:  # q and k rotated in one go
+            (q, k), v = rope_rotate(qkv[:2], *rope).unbind(0), qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)
         out, probs = attend(
             self, q, k, v, scaling=self.scaling, dropout=self.dropout if self.training else 0.0,
             attention_mask=attention_mask, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen,

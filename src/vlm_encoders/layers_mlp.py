@@ -8,14 +8,21 @@ from transformers.activations import ACT2FN
 class QuickGELU(nn.Module):
     """CLIP's x * sigmoid(1.702 x), with the same arithmetic as transformers' (so results are bitwise equal).
 
-    Without autograd it works in place on the fc1 output it is given: one temporary instead of three
-    fresh (N x 4D) buffers per layer, which on CPU cost more in page faults than the arithmetic itself.
+    Without autograd it works in place on the fc1 output it is given, a cache-sized slice at a time:
+    no fresh (N x 4D) buffer at all, where a fresh one per call costs more in page faults on CPU than
+    the arithmetic itself.
     """
+
+    chunk = 64 * 1024  # elements per slice: 256 KiB of fp32, stays in L2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
             return x * torch.sigmoid(1.702 * x)
-        return x.mul_(torch.sigmoid_(1.702 * x))
+        if x.device.type != "cpu" or not x.is_contiguous():  # on a GPU, one kernel beats a loop of launches
+            return x.mul_(torch.sigmoid_(1.702 * x))
+        for part in x.view(-1).split(self.chunk):
+            part.mul_(torch.sigmoid_(1.702 * part))
+        return x
 
 
 def get_activation(name: str) -> nn.Module:

@@ -86,15 +86,31 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-x2, x1], dim=-1)
 
 
+def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin for x: (..., N, Dh), cos, sin: (N, Dh); fp32 math, x's dtype out.
+
+    Without autograd the two halves are written straight into one output buffer
+    ([x1 c1 - x2 s1, x2 c2 + x1 s2], the same products) instead of materialising rotate_half's
+    negation, concatenation and three more full-size temporaries: ~2 passes over x instead of ~6.
+    """
+    dtype = x.dtype
+    if torch.is_grad_enabled() and x.requires_grad:
+        x = x.float()
+        return (x * cos + rotate_half(x) * sin).to(dtype)
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    o1, o2 = out[..., :half], out[..., half:]
+    torch.mul(x1, cos[..., :half], out=o1).addcmul_(x2, sin[..., :half], value=-1)
+    torch.mul(x2, cos[..., half:], out=o2).addcmul_(x1, sin[..., half:])
+    return out.to(dtype)
+
+
 def apply_rope(
     q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate q, k: (..., N, Dh) by cos, sin: (N, Dh). Computed in fp32, returned in the input dtype."""
-    dtype = q.dtype
-    q, k = q.float(), k.float()
-    q = q * cos + rotate_half(q) * sin
-    k = k * cos + rotate_half(k) * sin
-    return q.to(dtype), k.to(dtype)
+    return rope_rotate(q, cos, sin), rope_rotate(k, cos, sin)
 
 
-__all__ = ["Rope2D", "apply_rope", "grid_positions", "resample_abs_pos_embed", "rotate_half", "sincos_2d_pos_embed"]
+__all__ = ["Rope2D", "apply_rope", "rope_rotate", "grid_positions", "resample_abs_pos_embed", "rotate_half", "sincos_2d_pos_embed"]
