@@ -170,7 +170,31 @@ def test_split_image_embeds_and_pooler():
     parts = model.split_image_embeds(out.image_embeds, batch["image_grid_thw"])
     assert [p.shape[0] for p in parts] == (batch["image_grid_thw"].prod(-1) // 4).tolist()
     torch.testing.assert_close(out.pooler_output, torch.stack([p.mean(0) for p in parts]))
-    assert out.last_hidden_state.shape == (batch["pixel_values"].shape[0], 32)
+    patches = batch["image_grid_thw"].prod(-1).tolist()
+    assert out.last_hidden_state.shape == (3, max(patches), 32)
+    for hidden, n in zip(out.last_hidden_state, patches):  # padding rows are zeros, real rows are not
+        assert hidden[:n].abs().sum(-1).min() > 0 and (hidden[n:] == 0).all()
+
+
+def test_feature_extraction_pipeline_batches_correctly():
+    """transformers' pipeline unbatches on dim 0: per-image outputs must carry a batch dimension."""
+    from transformers import pipeline
+
+    contract = NaViTContract()
+    model = contract.build()
+    processor = contract.make_processor(model.config)
+    extract = pipeline("image-feature-extraction", model=model, image_processor=processor, device="cpu")
+    images = [random_image(45, 61, 0), random_image(17, 90, 1), random_image(38, 38, 2)]
+    one_by_one = [extract(image, return_tensors=True) for image in images]
+    batched = extract(images, batch_size=2, return_tensors=True)
+    for alone, together in zip(one_by_one, batched):
+        n = alone.shape[1]
+        torch.testing.assert_close(together[:, :n], alone, atol=1e-5, rtol=1e-5)
+        assert (together[:, n:] == 0).all()
+    pooled = [extract(image, pool=True, return_tensors=True) for image in images]
+    pooled_batched = extract(images, pool=True, batch_size=3, return_tensors=True)
+    for alone, together in zip(pooled, pooled_batched):
+        torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
 def test_output_attentions_is_refused_clearly():

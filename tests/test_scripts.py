@@ -26,3 +26,28 @@ def test_convert_script_on_a_clip_folder(tmp_path):
     saved = json.loads((tmp_path / "dst" / "config.json").read_text())
     assert saved["model_type"] == "vlmenc_vit" and saved["auto_map"]["AutoModel"] == "modeling_vit.ViTVisionModel"
     assert (tmp_path / "dst" / "preprocessor_config.json").exists()
+
+
+def test_convert_script_on_a_qwen2_vl_folder(tmp_path):
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+
+    config = Qwen2VLConfig(
+        text_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         intermediate_size=64, vocab_size=128,
+                         rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 1e6}),
+        vision_config=dict(depth=2, embed_dim=64, num_heads=4, hidden_size=64),
+    )
+    torch.manual_seed(0)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(tmp_path / "src")
+    Qwen2VLImageProcessor(max_pixels=28 * 28 * 300).save_pretrained(tmp_path / "src")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "convert_qwen2_vl_to_navit.py"),
+                           "--src", str(tmp_path / "src"), "--dst", str(tmp_path / "dst"), "--remote-code"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "dst" / "conversion.json").read_text())
+    assert set(report["max_abs_delta"]) == {"image_embeds", "last_hidden_state"}
+    assert max(report["max_abs_delta"].values()) <= 1e-4
+    saved = json.loads((tmp_path / "dst" / "config.json").read_text())
+    assert saved["model_type"] == "vlmenc_navit" and saved["auto_map"]["AutoModel"] == "modeling_navit.NaViTVisionModel"
+    assert json.loads((tmp_path / "dst" / "preprocessor_config.json").read_text())["max_pixels"] == 28 * 28 * 300

@@ -38,7 +38,9 @@ NAVIT_CASES = {
     "navit-1024": [(1024, 1024)],
     "navit-pack8": [(224, 224), (336, 336), (448, 448), (480, 640), (640, 480), (600, 800), (512, 384), (720, 1280)],
 }
-CASES = [*VIT_CASES, *NAVIT_CASES]
+# Image processors, transformers' against ours, on 32 photo-sized images (0.3 to 2 megapixels, mixed shapes).
+PROCESSOR_CASES = {"navit-processor": 32}
+CASES = [*VIT_CASES, *NAVIT_CASES, *PROCESSOR_CASES]
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Result:
     ratio: float
     peak_mib: float
     pct_of_matmul_peak: float | None
+    images_per_s: float | None = None  # image processor cases
 
 
 def vit_config_flops(config, height: int, width: int) -> tuple[int, int]:
@@ -191,11 +194,37 @@ def _navit_pair(case: str, reference, ours, device: str) -> Pair:
     return Pair(runs, tokens, navit_config_flops(ours.config, sizes))
 
 
+def _processor_pair(case: str) -> Pair:
+    """Qwen2VLImageProcessor against ours on the same PIL images; first checks the outputs are identical."""
+    import numpy as np
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessor
+
+    from .image_processing_navit import NaViTImageProcessor
+
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(PROCESSOR_CASES[case]):
+        pixels, aspect = rng.uniform(0.3e6, 2e6), rng.uniform(0.5, 2.0)
+        height = int((pixels / aspect) ** 0.5)
+        images.append(Image.fromarray(rng.integers(0, 256, (height, int(pixels / height), 3), dtype=np.uint8)))
+    theirs, ours = Qwen2VLImageProcessor(), NaViTImageProcessor()
+    a, b = theirs(images, return_tensors="pt"), ours(images, return_tensors="pt")
+    if not (torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["image_grid_thw"], b["image_grid_thw"])):
+        raise RuntimeError("the processors disagree; timing them would compare different work")
+    return Pair({"transformers": lambda: theirs(images, return_tensors="pt"),
+                 "vlm-encoders": lambda: ours(images, return_tensors="pt")},
+                tokens=int(b["image_grid_thw"].prod(-1).sum()) // 4, flops=0)
+
+
 def benchmark_case(case: str, rounds: int = 5, warmup: int = 1, device: str = "cpu", num_layers: int | None = None,
                    peak: float | None = None) -> list[Result]:
-    reference, ours = build_pair(case, num_layers)
-    reference.to(device), ours.to(device)
-    pair = _navit_pair(case, reference, ours, device) if case in NAVIT_CASES else _vit_pair(reference, ours, device)
+    if case in PROCESSOR_CASES:
+        pair, peak = _processor_pair(case), None  # no matmuls: the share of the matmul peak means nothing
+    else:
+        reference, ours = build_pair(case, num_layers)
+        reference.to(device), ours.to(device)
+        pair = _navit_pair(case, reference, ours, device) if case in NAVIT_CASES else _vit_pair(reference, ours, device)
     times = {name: [] for name in pair.runs}
     with torch.inference_mode():
         for _ in range(warmup):
@@ -213,7 +242,8 @@ def benchmark_case(case: str, rounds: int = 5, warmup: int = 1, device: str = "c
     return [
         Result(case=case, model=name, tokens=pair.tokens, gflops=pair.flops / 1e9, ms=medians[name] * 1e3,
                ratio=medians["transformers"] / medians[name], peak_mib=memory[name],
-               pct_of_matmul_peak=100 * pair.flops / 1e9 / medians[name] / peak if peak else None)
+               pct_of_matmul_peak=100 * pair.flops / 1e9 / medians[name] / peak if peak else None,
+               images_per_s=PROCESSOR_CASES[case] / medians[name] if case in PROCESSOR_CASES else None)
         for name in pair.runs
     ]
 
@@ -224,6 +254,8 @@ def format_table(results: list[Result], peak: float | None) -> str:
     for r in results:
         memory = f"{r.peak_mib:9.1f}"
         share = f"{r.pct_of_matmul_peak:6.1f}%" if r.pct_of_matmul_peak is not None else f"{'n/a':>7}"
+        if r.images_per_s is not None:
+            share += f"  {r.images_per_s:.1f} images/s"
         lines.append(f"{r.case:<20} {r.model:<19} {r.tokens:>6} {r.gflops:8.1f} {r.ms:9.1f} {r.ratio:6.3f} {memory} {share}")
     if peak:
         lines.append(f"fp32 matmul peak of this machine: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
@@ -257,4 +289,4 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-__all__ = ["CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "navit_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]
+__all__ = ["CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "PROCESSOR_CASES", "navit_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]

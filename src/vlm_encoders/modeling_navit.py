@@ -26,8 +26,9 @@ from .layers_pos_embed import Rope2D
 from .outputs import VisionEncoderOutput
 
 
-# Rows per slice of the inference-time MLP: large enough for full-speed GEMMs, small enough to stay cached.
-MLP_CHUNK_ROWS = 512
+# Rows per slice of the inference-time MLP: below ~1024 rows the GEMMs lose speed (measured on 2 cores);
+# above it the (N, 4D) intermediate of a big pack would cost more in fresh memory than slicing costs.
+MLP_CHUNK_ROWS = 1024
 
 
 def make_norm(kind: str, dim: int, eps: float) -> nn.Module:
@@ -74,6 +75,15 @@ def window_order(grid_thw: torch.Tensor, merge_size: int, window_units: int) -> 
         offset += t * gh * gw
     lengths = torch.cat(lengths) * merge_size**2
     return torch.cat(orders), nn.functional.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+
+
+def _pad_per_image(packed: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """(sum(lengths), D) -> (len(lengths), max(lengths), D), zeros after each image's rows.
+
+    Per-image tensors get a batch dimension so that anything that indexes outputs by image (transformers'
+    pipelines unbatch on dim 0) sees one image per row instead of silently cutting a packed tensor.
+    """
+    return nn.utils.rnn.pad_sequence(packed.split(lengths), batch_first=True)
 
 
 def _max_seqlen(cu_seqlens: torch.Tensor) -> int:
@@ -219,9 +229,11 @@ class NaViTVisionModel(NaViTPreTrainedModel):
     ) -> VisionEncoderOutput:
         """pixel_values: (N, C*T*P*P) and image_grid_thw: (n_images, 3), as `NaViTImageProcessor` makes them.
 
-        Returns packed tensors: `last_hidden_state` (N, D) and `image_embeds` (N / m^2, D_out), image after
-        image, each in the processor's patch order (merge-block major) and merged-grid row-major order;
-        `pooler_output` (n_images, D_out) is the mean of each image's tokens.
+        Returns `image_embeds` (N / m^2, D_out): every image's tokens for the LLM, packed image after image,
+        each in the row-major order of its merged grid (what a VLM scatters into its prompt; see
+        `split_image_embeds`). Per image: `last_hidden_state` (n_images, max patches, D), each image's patches
+        in the processor's order (merge-block major), zero rows after them; `pooler_output` (n_images, D_out),
+        the mean of each image's tokens; `hidden_states` padded like `last_hidden_state`.
         """
         self._check_inputs(pixel_values, image_grid_thw)
         config = self.config
@@ -261,13 +273,14 @@ class NaViTVisionModel(NaViTPreTrainedModel):
             x = x[patch_restore]
             block_restore = patch_restore.view(-1, m2)[:, 0] // m2
             image_embeds = image_embeds[block_restore]
-        tokens = (image_grid_thw.prod(-1) // m2).tolist()
+        patches = image_grid_thw.prod(-1).tolist()
+        tokens = [n // m2 for n in patches]
         pooled = torch.stack([part.mean(0) for part in image_embeds.split(tokens)])  # (n_images, D_out)
         output = VisionEncoderOutput(
-            last_hidden_state=x,
+            last_hidden_state=_pad_per_image(x, patches),  # (n_images, max patches, D)
             image_embeds=image_embeds,
             pooler_output=pooled,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            hidden_states=tuple(_pad_per_image(h, patches) for h in hidden_states) if output_hidden_states else None,
         )
         return output if return_dict is not False else output.to_tuple()
 
