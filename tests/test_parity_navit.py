@@ -98,14 +98,11 @@ def test_processor_matches_transformers_bit_for_bit(settings):
 
 def test_checkpoint_folder_with_a_wrapper_prefix_converts(tmp_path):
     """A saved Qwen2-VL model (LLM + vision under `model.visual.`) converts from disk, processor included."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLForConditionalGeneration
 
-    config = Qwen2VLConfig(
-        text_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         intermediate_size=64, vocab_size=128,
-                         rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 1e6}),
-        vision_config=dict(depth=2, embed_dim=64, num_heads=4, hidden_size=64),
-    )
+    from tiny_models import tiny_qwen2_vl_config
+
+    config = tiny_qwen2_vl_config()
     torch.manual_seed(0)
     full = Qwen2VLForConditionalGeneration(config).eval()
     full.save_pretrained(tmp_path)

@@ -30,14 +30,11 @@ def test_convert_script_on_a_clip_folder(tmp_path):
 
 def test_convert_script_on_a_qwen2_vl_folder(tmp_path):
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
 
-    config = Qwen2VLConfig(
-        text_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         intermediate_size=64, vocab_size=128,
-                         rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 1e6}),
-        vision_config=dict(depth=2, embed_dim=64, num_heads=4, hidden_size=64),
-    )
+    from tiny_models import tiny_qwen2_vl_config
+
+    config = tiny_qwen2_vl_config()
     torch.manual_seed(0)
     Qwen2VLForConditionalGeneration(config).save_pretrained(tmp_path / "src")
     Qwen2VLImageProcessor(max_pixels=28 * 28 * 300).save_pretrained(tmp_path / "src")

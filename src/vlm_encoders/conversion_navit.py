@@ -14,7 +14,7 @@ import torch
 from transformers import AutoConfig, PreTrainedConfig
 
 from .configuration_navit import NAVIT_STYLES, NaViTVisionConfig
-from .conversion_utils import load_checked, read_state_dict, unique_prefix
+from .conversion_utils import TowerWeights, load_checked, read_state_dict
 from .image_processing_navit import NaViTImageProcessor
 from .modeling_navit import NaViTVisionModel
 
@@ -48,15 +48,8 @@ def navit_config_from_hf(hf_config: PreTrainedConfig, **overrides) -> NaViTVisio
 
 def convert_navit_state_dict(state_dict: dict[str, torch.Tensor], config: NaViTVisionConfig) -> dict[str, torch.Tensor]:
     """Map a Qwen2-VL / Qwen2.5-VL vision state dict (any wrapper prefix) onto `NaViTVisionModel`'s keys."""
-    prefix = unique_prefix(state_dict, _ANCHOR)
-    src = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    used, out = set(), {}
-
-    def take(name):
-        if name not in src:
-            raise ValueError(f"the checkpoint has no weight {prefix + name!r}")
-        used.add(name)
-        return src[name]
+    tower = TowerWeights(state_dict, _ANCHOR)
+    take, out = tower.take, {}
 
     norm_params = ("weight", "bias") if config.norm == "layernorm" else ("weight",)
     out["patch_embed.proj.weight"] = take("patch_embed.proj.weight").flatten(1)  # Conv3d kernel -> (D, C*T*P*P)
@@ -79,9 +72,7 @@ def convert_navit_state_dict(state_dict: dict[str, torch.Tensor], config: NaViTV
     for p in ("weight", "bias"):
         out[f"merger.fc1.{p}"] = take(f"merger.mlp.0.{p}")
         out[f"merger.fc2.{p}"] = take(f"merger.mlp.2.{p}")
-    left = sorted(k for k in src if k not in used and not _beyond(k, config) and not k.startswith(_NOT_VISION))
-    if left:
-        raise ValueError(f"{len(left)} vision weights were not converted, e.g. {left[:5]}")
+    tower.check_all_taken(skip=lambda k: _beyond(k, config) or k.startswith(_NOT_VISION))
     return out
 
 

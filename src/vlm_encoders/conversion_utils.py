@@ -34,6 +34,31 @@ def unique_prefix(state_dict: dict, anchor: str) -> str:
     return prefixes.pop()
 
 
+class TowerWeights:
+    """The weights of one tower inside a checkpoint (found by its `anchor` key, any wrapper prefix).
+
+    `take(name)` hands out a weight by its name inside the tower and remembers it; `untaken()` lists what
+    a conversion left behind, so that no weight is silently dropped.
+    """
+
+    def __init__(self, state_dict: dict[str, torch.Tensor], anchor: str):
+        self.prefix = unique_prefix(state_dict, anchor)
+        self.weights = {k[len(self.prefix):]: v for k, v in state_dict.items() if k.startswith(self.prefix)}
+        self.taken: set[str] = set()
+
+    def take(self, name: str) -> torch.Tensor:
+        if name not in self.weights:
+            raise ValueError(f"the checkpoint has no weight {self.prefix + name!r}")
+        self.taken.add(name)
+        return self.weights[name]
+
+    def check_all_taken(self, skip) -> None:
+        """Raise if a weight was neither converted nor meant to be skipped (`skip(name) -> bool`)."""
+        left = sorted(k for k in self.weights if k not in self.taken and not skip(k))
+        if left:
+            raise ValueError(f"{len(left)} vision weights were not converted, e.g. {left[:5]}")
+
+
 def load_checked(model: nn.Module, converted: dict[str, torch.Tensor]) -> nn.Module:
     """Load converted weights into `model`, requiring every key and every shape to match."""
     expected = model.state_dict()
@@ -49,4 +74,4 @@ def load_checked(model: nn.Module, converted: dict[str, torch.Tensor]) -> nn.Mod
     return model.eval()
 
 
-__all__ = ["load_checked", "read_state_dict", "unique_prefix"]
+__all__ = ["TowerWeights", "load_checked", "read_state_dict", "unique_prefix"]

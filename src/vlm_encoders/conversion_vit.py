@@ -14,7 +14,7 @@ import torch
 from transformers import AutoConfig, PreTrainedConfig
 
 from .configuration_vit import VIT_STYLES, ViTVisionConfig
-from .conversion_utils import load_checked, read_state_dict, unique_prefix
+from .conversion_utils import TowerWeights, load_checked, read_state_dict
 from .image_processing_vit import ViTImageProcessor
 from .modeling_vit import ViTVisionModel
 
@@ -44,15 +44,8 @@ def config_from_hf(hf_config: PreTrainedConfig, **overrides) -> ViTVisionConfig:
 
 def convert_state_dict(state_dict: dict[str, torch.Tensor], config: ViTVisionConfig) -> dict[str, torch.Tensor]:
     """Map a CLIP/SigLIP vision state dict (any wrapper prefix) onto `ViTVisionModel`'s keys."""
-    prefix = unique_prefix(state_dict, _ANCHOR)
-    src = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    used, out = set(), {}
-
-    def take(name):
-        if name not in src:
-            raise ValueError(f"the checkpoint has no weight {prefix + name!r}")
-        used.add(name)
-        return src[name]
+    tower = TowerWeights(state_dict, _ANCHOR)
+    take, out = tower.take, {}
 
     D = config.hidden_size
     out["embeddings.patch_embed.proj.weight"] = take("embeddings.patch_embedding.weight")
@@ -62,7 +55,7 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: ViTVisionCon
     if config.class_token:
         out["embeddings.class_embedding"] = take("embeddings.class_embedding")
     for ours, theirs in (("pre_layernorm", "pre_layrnorm"), ("post_layernorm", "post_layernorm")):
-        if f"{theirs}.weight" in src and (ours == "post_layernorm" or config.pre_layernorm):
+        if f"{theirs}.weight" in tower.weights and (ours == "post_layernorm" or config.pre_layernorm):
             out[f"{ours}.weight"], out[f"{ours}.bias"] = take(f"{theirs}.weight"), take(f"{theirs}.bias")
     for i in range(config.num_hidden_layers):
         s, o = f"encoder.layers.{i}.", f"layers.{i}."
@@ -79,9 +72,7 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: ViTVisionCon
             out[f"head.out_proj.{p}"] = take(f"head.attention.out_proj.{p}")
             for n in ("layernorm", "mlp.fc1", "mlp.fc2"):
                 out[f"head.{n}.{p}"] = take(f"head.{n}.{p}")
-    left = sorted(k for k in src if k not in used and not k.endswith("position_ids") and not _beyond(k, config))
-    if left:
-        raise ValueError(f"{len(left)} vision weights were not converted, e.g. {left[:5]}")
+    tower.check_all_taken(skip=lambda k: k.endswith("position_ids") or _beyond(k, config))
     return out
 
 
