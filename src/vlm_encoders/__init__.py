@@ -4,17 +4,20 @@ Importing the package registers every paradigm with transformers' Auto classes (
 `AutoModel`, `AutoImageProcessor`). Exported checkpoint code never imports this file.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 from .configuration_navit import NAVIT_STYLES, NAVIT_VARIANTS, NaViTVisionConfig
 from .configuration_vit import VIT_STYLES, VIT_VARIANTS, ViTVisionConfig
+from .configuration_vlm import PROJECTORS, VisionLanguageConfig
 from .conversion_navit import convert_qwen2_vl, navit_config_from_hf, navit_processor_from_hf
 from .conversion_vit import config_from_hf, convert_clip, convert_siglip, processor_from_hf
 from .image_processing_navit import NaViTImageProcessor
 from .image_processing_vit import ViTImageProcessor
 from .modeling_navit import NaViTPreTrainedModel, NaViTVisionModel, mrope_position_ids
 from .modeling_vit import ViTPreTrainedModel, ViTVisionModel
+from .modeling_vlm import VisionLanguageModel
 from .outputs import VisionEncoderOutput
+from .processing_vlm import VisionLanguageProcessor
 
 __version__ = "0.1.0"
 
@@ -31,6 +34,9 @@ def _register() -> None:
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoImageProcessor.register(config_class, image_processor_classes={"torchvision": processor_class},
                                     exist_ok=True)
+    AutoConfig.register(VisionLanguageConfig.model_type, VisionLanguageConfig, exist_ok=True)
+    AutoModelForImageTextToText.register(VisionLanguageConfig, VisionLanguageModel, exist_ok=True)
+    AutoProcessor.register(VisionLanguageConfig, VisionLanguageProcessor, exist_ok=True)
 
 
 _register()
@@ -43,6 +49,7 @@ __all__ = [
     "NaViTVisionConfig",
     "NaViTVisionModel",
     "PARADIGMS",
+    "PROJECTORS",
     "VIT_STYLES",
     "VIT_VARIANTS",
     "ViTImageProcessor",
@@ -50,6 +57,9 @@ __all__ = [
     "ViTVisionConfig",
     "ViTVisionModel",
     "VisionEncoderOutput",
+    "VisionLanguageConfig",
+    "VisionLanguageModel",
+    "VisionLanguageProcessor",
     "config_from_hf",
     "convert_clip",
     "convert_qwen2_vl",
