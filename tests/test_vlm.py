@@ -176,3 +176,27 @@ def test_save_load_auto_classes_and_pipeline(paradigm, tmp_path):
                                              {"type": "text", "text": "Describe the image."}]}]
     result = generate(text=messages, max_new_tokens=3, do_sample=False)
     assert isinstance(result[0]["generated_text"], list | str)
+
+
+def test_llava_with_converted_weights_matches_transformers():
+    """ViT + MLP projector + Llama against `LlavaForConditionalGeneration`: the same logits from the same prompt."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from vlm_encoders.conversion_vlm import convert_llava
+
+    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                              image_size=42, patch_size=14, projection_dim=32)
+    text = LlamaConfig(hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, vocab_size=120)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=100, image_seq_length=9)
+    torch.manual_seed(0)
+    theirs = LlavaForConditionalGeneration(config).eval()
+    ours = convert_llava(theirs).eval()
+    assert ours.config.vision_config.feature_layer == -2 and ours.config.projector == "mlp2x_gelu"
+    ids = torch.tensor([[1, 5, 6] + [100] * 9 + [7, 8, 9], [1, 11] + [100] * 9 + [12, 13, 14, 15]])
+    pixels = torch.randn(2, 3, 42, 42)
+    with torch.no_grad():
+        expected = theirs(input_ids=ids, pixel_values=pixels).logits
+        got = ours(input_ids=ids, pixel_values=pixels).logits
+    print(f"max |delta| logits vs LlavaForConditionalGeneration: {(got - expected).abs().max().item():.2e}")
+    assert (got - expected).abs().max() <= 1e-4, (got - expected).abs().max()
