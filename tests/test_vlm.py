@@ -19,7 +19,13 @@ LLMS = {
                   num_attention_heads=4, num_key_value_heads=2),
     "qwen2": dict(model_type="qwen2", hidden_size=48, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2),
+    # Qwen2-VL's LLM: M-RoPE, position ids from the image grids; only for encoders that give grids
+    "qwen2_vl_text": dict(model_type="qwen2_vl_text", hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2,
+                          rope_parameters={"rope_type": "default", "mrope_section": [2, 2, 2], "rope_theta": 1e4}),
 }
+GRID_ONLY_LLMS = {"qwen2_vl_text"}
+PAIRS = [(p, llm) for p in PARADIGMS for llm in LLMS if llm not in GRID_ONLY_LLMS or p == "vlmenc_navit"]
 SIZES = [(45, 61), (30, 30), (61, 45)]
 
 
@@ -52,8 +58,7 @@ def test_every_paradigm_has_a_vlm_test():
     assert set(PARADIGMS) <= set(ENCODERS)
 
 
-@pytest.mark.parametrize("llm", list(LLMS))
-@pytest.mark.parametrize("paradigm", list(PARADIGMS))
+@pytest.mark.parametrize("paradigm, llm", PAIRS)
 def test_forward_loss_and_labels(paradigm, llm):
     model, processor = build(paradigm, llm)
     texts, images = prompts()
@@ -84,9 +89,9 @@ def test_images_change_the_logits_only_through_their_positions(paradigm):
     assert (la[0, -1] - lb[0, -1]).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("paradigm", list(PARADIGMS))
-def test_generate_with_cache_batching_and_decoding_strategies(paradigm):
-    model, processor = build(paradigm)
+@pytest.mark.parametrize("paradigm, llm", PAIRS)
+def test_generate_with_cache_batching_and_decoding_strategies(paradigm, llm):
+    model, processor = build(paradigm, llm)
     texts, images = prompts((1, 2))
     batch = processor(images=images, text=texts, return_tensors="pt")
     kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
@@ -99,9 +104,15 @@ def test_generate_with_cache_batching_and_decoding_strategies(paradigm):
         assert torch.equal(out[0, -6:], cached[i, -6:])
     sampled = model.generate(**batch, max_new_tokens=4, do_sample=True, top_k=5,
                              pad_token_id=processor.tokenizer.pad_token_id)
-    beams = model.generate(**batch, max_new_tokens=4, num_beams=3, do_sample=False,
-                           pad_token_id=processor.tokenizer.pad_token_id)
-    assert sampled.shape == beams.shape == (2, batch["input_ids"].shape[1] + 4)
+    assert sampled.shape == (2, batch["input_ids"].shape[1] + 4)
+    # beam search repeats each prompt with its own images (the second prompt has two): batch == alone
+    beam_kwargs = dict(max_new_tokens=4, num_beams=3, num_return_sequences=2, do_sample=False,
+                       pad_token_id=processor.tokenizer.pad_token_id)
+    beams = model.generate(**batch, **beam_kwargs)
+    assert beams.shape == (4, batch["input_ids"].shape[1] + 4)
+    for i in range(2):
+        alone = processor(images=[images[i]], text=[texts[i]], return_tensors="pt")
+        assert torch.equal(model.generate(**alone, **beam_kwargs)[:, -4:], beams[2 * i: 2 * i + 2, -4:])
     text_only = processor(text=["<|user|>Describe the image.<|assistant|>"], return_tensors="pt")
     assert model.generate(**text_only, **kwargs).shape[1] == text_only["input_ids"].shape[1] + 6
     assert processor.batch_decode(cached[:, -6:], skip_special_tokens=True)[0] is not None
@@ -134,6 +145,8 @@ def test_processor_errors_before_any_compute():
         VisionLanguageConfig(vision_config={"model_type": "clip_vision_model"})
     with pytest.raises(Exception, match="projector='resampler' is not one of"):
         build("vlmenc_vit", projector="resampler")
+    with pytest.raises(Exception, match="only the native-resolution encoder"):
+        build("vlmenc_vit", llm="qwen2_vl_text")
 
 
 def test_visual_token_budget_is_enforced_before_compute():
@@ -200,3 +213,134 @@ def test_llava_with_converted_weights_matches_transformers():
         got = ours(input_ids=ids, pixel_values=pixels).logits
     print(f"max |delta| logits vs LlavaForConditionalGeneration: {(got - expected).abs().max().item():.2e}")
     assert (got - expected).abs().max() <= 1e-4, (got - expected).abs().max()
+
+
+@pytest.mark.parametrize("paradigm", list(PARADIGMS))
+def test_remote_code_for_the_whole_vlm(paradigm, tmp_path):
+    """The saved VLM (config, model, processor, image processor) loads in a process that cannot import the package."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from vlm_encoders import PARADIGMS as registry
+
+    model, processor = build(paradigm)
+    type(model.config).register_for_auto_class()
+    type(model).register_for_auto_class("AutoModelForImageTextToText")
+    type(processor).register_for_auto_class()
+    type(processor.image_processor).register_for_auto_class()
+    assert type(processor.image_processor) is registry[paradigm][2]
+    folder = tmp_path / "vlm"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    image = random_image(*SIZES[0])
+    image.save(tmp_path / "image.png")
+    text = "<|user|><image>Describe the image.<|assistant|>"
+    batch = processor(images=[image], text=[text], return_tensors="pt")
+    with torch.no_grad():
+        torch.save({"logits": model(**batch).logits, "ids": batch["input_ids"]}, tmp_path / "expected.pt")
+    script = textwrap.dedent(f"""
+        import sys
+        class NoPackage:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "vlm_encoders":
+                    raise ImportError("vlm_encoders is blocked in this test")
+        sys.meta_path.insert(0, NoPackage())
+        import PIL.Image, torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+        model = AutoModelForImageTextToText.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        expected = torch.load({str(tmp_path / 'expected.pt')!r})
+        batch = processor(images=[PIL.Image.open({str(tmp_path / 'image.png')!r})], text=[{text!r}], return_tensors="pt")
+        assert torch.equal(batch["input_ids"], expected["ids"])
+        with torch.no_grad():
+            assert torch.equal(model(**batch).logits, expected["logits"])
+        out = model.generate(**batch, max_new_tokens=3, do_sample=False)
+        assert out.shape[1] == batch["input_ids"].shape[1] + 3
+        assert not any(m.startswith("vlm_encoders") for m in sys.modules)
+        print("REMOTE-OK")
+    """)
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "REMOTE-OK" in done.stdout, done.stderr[-3000:]
+
+
+def test_from_encoder_and_llm_folders(tmp_path):
+    """The issue's entry point: an encoder folder + any causal LM folder whose tokenizer has no image token."""
+    from transformers import LlamaConfig, LlamaForCausalLM, pipeline
+
+    from tiny_models import tiny_tokenizer
+    from vlm_encoders import ViTVisionModel
+
+    contract = ViTContract()
+    encoder = ViTVisionModel(contract.tiny_config()).eval()
+    encoder.save_pretrained(tmp_path / "encoder")
+    contract.make_processor(encoder.config).save_pretrained(tmp_path / "encoder")
+    tokenizer = tiny_tokenizer()
+    plain = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, bos_token="<s>", eos_token="</s>",
+                                unk_token="<unk>")  # no pad token and no image token, like many base LLMs
+    plain.save_pretrained(tmp_path / "llm")
+    torch.manual_seed(0)
+    llm = LlamaForCausalLM(LlamaConfig(hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=len(plain)))
+    llm.save_pretrained(tmp_path / "llm")
+
+    vlm = VisionLanguageModel.from_encoder_and_llm(str(tmp_path / "encoder"), str(tmp_path / "llm"))
+    proc = VisionLanguageProcessor.from_encoder_and_llm(str(tmp_path / "encoder"), str(tmp_path / "llm"))
+    assert vlm.config.image_token_id == proc.image_token_id
+    assert vlm.language_model.get_input_embeddings().num_embeddings > proc.image_token_id
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(vlm.vision_tower.state_dict()[name], tensor), name
+    inputs = proc(images=[random_image(45, 61)], text=["<image>\nDescribe the image."], return_tensors="pt")
+    out = vlm.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 4
+    vlm.save_pretrained(tmp_path / "vlm")
+    proc.save_pretrained(tmp_path / "vlm")
+    generate = pipeline("image-text-to-text", model=str(tmp_path / "vlm"))
+    assert generate(images=random_image(30, 30), text="<image>Describe", max_new_tokens=2)
+    features = pipeline("image-feature-extraction", model=str(tmp_path / "encoder"))
+    assert features(random_image(30, 30), return_tensors=True).shape == (1, 50, 32)
+
+
+def test_navit_with_an_mrope_llm_matches_qwen2_vl():
+    """NaViT + Qwen2-VL's M-RoPE LLM against `Qwen2VLForConditionalGeneration`: logits at prefill, and greedy
+    generation with the KV cache (decode positions continue from each row's M-RoPE delta), left-padded batch."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from tiny_models import tiny_qwen2_vl_config
+    from vlm_encoders import NaViTImageProcessor, convert_qwen2_vl
+
+    hf_config = tiny_qwen2_vl_config(image_token_id=120, vision_start_token_id=121, vision_end_token_id=122)
+    torch.manual_seed(0)
+    theirs = Qwen2VLForConditionalGeneration(hf_config).eval()
+    encoder = convert_qwen2_vl(theirs.model.visual)
+    config = VisionLanguageConfig(vision_config=encoder.config.to_dict(), text_config=hf_config.text_config.to_dict(),
+                                  projector="identity", image_token_id=120)
+    ours = VisionLanguageModel(config).eval()
+    ours.vision_tower.load_state_dict(encoder.state_dict())
+    ours.language_model.model.load_state_dict(theirs.model.language_model.state_dict())
+    ours.language_model.lm_head.load_state_dict(theirs.lm_head.state_dict())
+
+    images = [random_image(60, 90, 0), random_image(56, 56, 1), random_image(120, 40, 2)]
+    batch = NaViTImageProcessor()(images, return_tensors="pt")
+    counts = (batch["image_grid_thw"].prod(-1) // 4).tolist()
+    rows = [[5, 121] + [120] * counts[0] + [122, 6, 7, 121] + [120] * counts[1] + [122, 8],
+            [9, 10, 11, 121] + [120] * counts[2] + [122, 12]]
+    length = max(map(len, rows))
+    ids = torch.zeros(2, length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, length - len(row):], mask[i, length - len(row):] = torch.tensor(row), 1
+    inputs = dict(input_ids=ids, attention_mask=mask, **batch)
+    with torch.no_grad():
+        expected = theirs(**inputs, mm_token_type_ids=(ids == 120).int()).logits
+        got = ours(**inputs).logits
+    valid = mask.bool()
+    delta = (got[valid] - expected[valid]).abs().max().item()
+    print(f"max |delta| logits vs Qwen2VLForConditionalGeneration: {delta:.2e}")
+    assert delta <= 1e-4
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    theirs_out = theirs.generate(**inputs, mm_token_type_ids=(ids == 120).int(), **kwargs)
+    assert torch.equal(ours.generate(**inputs, **kwargs), theirs_out)

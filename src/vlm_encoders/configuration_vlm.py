@@ -65,6 +65,11 @@ class VisionLanguageConfig(PreTrainedConfig):
             raise ValueError(f"projector='identity' needs the encoder's feature width ({self.vision_feature_dim}) to "
                              f"equal the LLM's hidden size ({self.text_config.hidden_size})")
 
+        if self.text_config.model_type in ("qwen2_vl_text", "qwen2_5_vl_text") and \
+                self.vision_config.model_type != "vlmenc_navit":
+            raise ValueError(f"an M-RoPE LLM ({self.text_config.model_type!r}) takes its image positions from "
+                             "image_grid_thw, which only the native-resolution encoder (vlmenc_navit) gives")
+
     @property
     def vision_feature_dim(self) -> int:
         """Width of the encoder's `image_embeds`, the projector's input."""

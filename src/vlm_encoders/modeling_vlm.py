@@ -11,16 +11,49 @@ input_ids (B, L) with one image token per image position (the processor expands 
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.loss.loss_utils import ForCausalLMLoss
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_vlm import VisionLanguageConfig
-from .modeling_navit import NaViTVisionModel
+from .modeling_navit import NaViTVisionModel, mrope_position_ids
 from .modeling_vit import ViTVisionModel
 
 # model_type -> encoder class, the modeling side of configuration_vlm.VISION_CONFIGS (a plain dict: remote
 # code runs where nothing has registered our model types).
 VISION_MODELS = {"vlmenc_vit": ViTVisionModel, "vlmenc_navit": NaViTVisionModel}
+# LLMs whose rotary positions have (t, h, w) rows (Qwen2-VL's M-RoPE). transformers has no *ForCausalLM for
+# them: their base model gets our LM head, and positions come from the image grids (mrope_position_ids).
+MROPE_TEXT_MODELS = ("qwen2_vl_text", "qwen2_5_vl_text")
+
+
+class TextModelWithHead(nn.Module):
+    """A base text model (e.g. Qwen2-VL's M-RoPE LLM) + an LM head: the causal-LM interface the VLM uses."""
+
+    def __init__(self, config):
+        super().__init__()
+        if getattr(config, "tie_word_embeddings", False):
+            raise ValueError(f"a {config.model_type!r} LLM with tied input and output embeddings is not supported yet")
+        self.config = config
+        self.model = AutoModel.from_config(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def forward(self, inputs_embeds, attention_mask=None, position_ids=None, past_key_values=None, labels=None,
+                use_cache=None, logits_to_keep=0, **kwargs) -> CausalLMOutputWithPast:
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past_key_values, use_cache=use_cache, **kwargs)
+        hidden = out.last_hidden_state
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden[:, keep])
+        loss = ForCausalLMLoss(logits, labels, vocab_size=self.config.vocab_size) if labels is not None else None
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                                      hidden_states=out.hidden_states, attentions=out.attentions)
 
 
 class Projector(nn.Module):
@@ -69,29 +102,44 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
         self.vision_tower = VISION_MODELS[config.vision_config.model_type](config.vision_config)
         self.projector = Projector(config.projector, config.vision_feature_dim, config.text_config.hidden_size,
                                    bias=config.projector_bias)
-        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        if self.uses_mrope:
+            self.language_model = TextModelWithHead(config.text_config)
+        else:
+            self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.rope_deltas = None  # M-RoPE: per-row offset of decode positions, set at each prefill
         self.post_init()
 
+    @property
+    def uses_mrope(self) -> bool:
+        return self.config.text_config.model_type in MROPE_TEXT_MODELS
+
     @classmethod
-    def from_encoder_and_llm(cls, encoder, llm, projector: str = "mlp2x_gelu", image_token_id: int | None = None,
-                             **config_kwargs) -> "VisionLanguageModel":
-        """A VLM from a pretrained encoder and a pretrained causal LM (paths or loaded models); a new projector.
+    def from_encoder_and_llm(cls, encoder, llm, projector: str = "mlp2x_gelu", image_token: str = "<image>",
+                             image_token_id: int | None = None, **config_kwargs) -> "VisionLanguageModel":
+        """A VLM from a pretrained encoder and a pretrained causal LM (folders, or loaded models); a new projector.
 
-        `image_token_id` defaults to the LLM's vocabulary size minus one only if not given; pass the id the
-        tokenizer uses for the image token (`VisionLanguageProcessor.from_encoder_and_llm` adds it).
+        The image token is the LLM tokenizer's `image_token` if it has one; otherwise it is added after the last
+        token (id = len(tokenizer)), exactly as `VisionLanguageProcessor.from_encoder_and_llm` adds it, and the
+        LLM's embeddings grow to hold it. With loaded models, pass `image_token_id` yourself.
         """
-        from transformers import AutoModel
+        from transformers import AutoModel, AutoTokenizer
 
+        if image_token_id is None:
+            if not isinstance(llm, str):
+                raise ValueError("with a loaded LLM, pass image_token_id (the tokenizer's id of the image token)")
+            tokenizer = AutoTokenizer.from_pretrained(llm)
+            vocab = tokenizer.get_vocab()
+            image_token_id = vocab[image_token] if image_token in vocab else len(tokenizer)
         encoder = AutoModel.from_pretrained(encoder) if isinstance(encoder, str) else encoder
         llm = AutoModelForCausalLM.from_pretrained(llm) if isinstance(llm, str) else llm
-        if image_token_id is None:
-            raise ValueError("pass image_token_id: the tokenizer's id of the image token")
-        config = VisionLanguageConfig(vision_config=encoder.config, text_config=llm.config, projector=projector,
-                                      image_token_id=image_token_id, **config_kwargs)
+        if image_token_id >= llm.get_input_embeddings().num_embeddings:
+            llm.resize_token_embeddings(image_token_id + 1)
+        config = VisionLanguageConfig(vision_config=encoder.config.to_dict(), text_config=llm.config.to_dict(),
+                                      projector=projector, image_token_id=image_token_id, **config_kwargs)
         model = cls(config)
         model.vision_tower.load_state_dict(encoder.state_dict())
         model.language_model.load_state_dict(llm.state_dict())
-        return model
+        return model.eval()
 
     def get_output_embeddings(self) -> nn.Module:
         return self.language_model.get_output_embeddings()
@@ -134,6 +182,9 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
                     f"{features.shape[0]} features; expand each image placeholder with VisionLanguageProcessor "
                     "(the same processor settings the model is run with)")
             inputs_embeds = inputs_embeds.masked_scatter(positions[..., None].to(inputs_embeds.device), features)
+        if self.uses_mrope and (position_ids is None or position_ids.ndim == 2):
+            position_ids = self._mrope_positions(input_ids, pixel_values, image_grid_thw, attention_mask,
+                                                 past_key_values, inputs_embeds)
         return self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=past_key_values, labels=labels, use_cache=use_cache, logits_to_keep=logits_to_keep,
@@ -141,4 +192,74 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
         )
 
 
-__all__ = ["Projector", "VISION_MODELS", "VisionLanguageModel", "VisionLanguagePreTrainedModel"]
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False,
+                                      input_ids: torch.LongTensor | None = None, **model_kwargs):
+        """Beam search / several samples per prompt: repeat each prompt's own images with it.
+
+        transformers repeats every tensor along dim 0, which is right for text but not for images: a prompt
+        may hold several images (or none), and NaViT's pixel_values are packed patches. So images are
+        assigned to prompts by counting each prompt's image tokens, then repeated prompt by prompt.
+        """
+        pixel_values = model_kwargs.pop("pixel_values", None)
+        grids = model_kwargs.pop("image_grid_thw", None)
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids,
+                                                                        **model_kwargs)
+        if pixel_values is not None:
+            if expand_size > 1:
+                pixel_values, grids = self._repeat_images_per_prompt(input_ids[::expand_size], pixel_values, grids,
+                                                                     expand_size)
+            model_kwargs["pixel_values"] = pixel_values
+        if grids is not None:
+            model_kwargs["image_grid_thw"] = grids
+        return input_ids, model_kwargs
+
+    def _repeat_images_per_prompt(self, input_ids, pixel_values, grids, times):
+        if grids is not None:  # packed patches: image i owns a contiguous span of rows
+            patches = grids.prod(-1)
+            tokens = (patches // self.config.vision_config.spatial_merge_size**2).tolist()
+            starts = torch.cat([patches.new_zeros(1), patches.cumsum(0)]).tolist()
+        else:  # one (C, H, W) entry per image, all giving the same number of tokens
+            tokens = [int((input_ids == self.config.image_token_id).sum()) // max(len(pixel_values), 1)] * len(pixel_values)
+        per_prompt, image = [], 0
+        for row in input_ids:
+            need, mine = int((row == self.config.image_token_id).sum()), []
+            while need > 0:
+                mine.append(image)
+                need -= tokens[image]
+                image += 1
+            if need:
+                raise ValueError("the prompts' image tokens do not split into whole images")
+            per_prompt.append(mine)
+        order = [i for mine in per_prompt for _ in range(times) for i in mine]
+        if grids is None:
+            return pixel_values[order], None
+        rows = torch.cat([torch.arange(starts[i], starts[i + 1], device=pixel_values.device) for i in order])
+        return pixel_values[rows], grids[order]
+
+    def _mrope_positions(self, input_ids, pixel_values, image_grid_thw, attention_mask, past_key_values,
+                         inputs_embeds) -> torch.Tensor:
+        """(3, B, L) positions for an M-RoPE LLM, as `Qwen2VLForConditionalGeneration` computes them.
+
+        Prefill with images: from the image grids (`mrope_position_ids`), remembering each row's delta.
+        Otherwise the text position (counted over the attention mask, so left padding is skipped) plus the
+        delta of the last prefill, zero for a text-only one.
+        """
+        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if pixel_values is not None and input_ids is not None and past == 0:
+            positions, self.rope_deltas = mrope_position_ids(
+                input_ids, image_grid_thw, image_token_id=self.config.image_token_id,
+                spatial_merge_size=self.config.vision_config.spatial_merge_size, attention_mask=attention_mask)
+            return positions
+        batch, length = inputs_embeds.shape[:2]
+        if past == 0:
+            self.rope_deltas = None
+        if attention_mask is not None:
+            text = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)[:, -length:]
+        else:
+            text = torch.arange(past, past + length, device=inputs_embeds.device).expand(batch, -1)
+        if self.rope_deltas is not None:
+            text = text + self.rope_deltas.to(text.device)
+        return text[None].expand(3, -1, -1)
+
+
+__all__ = ["Projector", "TextModelWithHead", "VISION_MODELS", "VisionLanguageModel", "VisionLanguagePreTrainedModel"]
