@@ -1,4 +1,5 @@
-"""The `vlm-encoders` command: `compare` what each paradigm does to your images, `benchmark` against transformers."""
+"""The `vlm-encoders` command: `compare` what each paradigm does to your images, `visualize` it, `plan` a token
+budget, `benchmark` against transformers."""
 
 import argparse
 import json
@@ -27,6 +28,32 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--repeats", type=int, default=2, help="timed runs per model and image (median reported)")
     compare.add_argument("--plot", metavar="PNG", help="draw each paradigm's tokenization of each image to this file")
     compare.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    compare.add_argument("--llm", default="qwen2-7b",
+                         help="LLM whose prefill cost of the visual tokens is reported: "
+                              "qwen2-0.5b, qwen2-7b, llama-2-7b or llama-3-70b (default: qwen2-7b)")
+
+    visualize = sub.add_parser(
+        "visualize", help="draw what each paradigm does to an image (patches, merged tokens, ...) into one PNG",
+        description="Draw one panel per paradigm on your image: the image as the encoder receives it, with its "
+                    "tokens outlined, each panel titled with the number of tokens. Runs no model (only the "
+                    "preprocessing), so it is quick. Several images give one row each.")
+    visualize.add_argument("images", nargs="*", help="image files (default: the images shipped with the package)")
+    visualize.add_argument("--out", default="tokens.png", help="PNG to write (default: tokens.png)")
+    visualize.add_argument("--paradigms", default=None, help="comma-separated subset (default: all)")
+    visualize.add_argument("--full", action="store_true", help="the published sizes VLMs use")
+
+    plan = sub.add_parser(
+        "plan", help="choose each paradigm's setting for a visual-token budget and show the tokens it gives",
+        description="For a budget of visual tokens per image, find each paradigm's setting that keeps every one of "
+                    "your images within it (e.g. max_pixels for native resolution, which fixed-size tower), and "
+                    "print the resulting tokens per image (min / median / max) and the pixels the encoder sees. "
+                    "--task ocr recommends the setting that keeps the most resolution, --task general the one with "
+                    "the fewest tokens.")
+    plan.add_argument("images", nargs="*", help="image files (default: the images shipped with the package)")
+    plan.add_argument("--budget", type=int, required=True, help="visual tokens per image, e.g. 256")
+    plan.add_argument("--task", choices=["ocr", "general"], default="general")
+    plan.add_argument("--paradigms", default=None, help="comma-separated subset (default: all)")
+    plan.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
 
     bench = sub.add_parser(
         "benchmark", help="time our encoders against the transformers implementation of the same architecture",
@@ -40,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
     args = parser.parse_args(argv)
-    if args.command == "compare":
-        return _compare(args)
-    return _benchmark(args)
+    commands = {"compare": _compare, "visualize": _visualize, "plan": _plan, "benchmark": _benchmark}
+    return commands[args.command](args)
 
 
 def _compare(args) -> int:
@@ -52,7 +78,8 @@ def _compare(args) -> int:
     paradigms = args.paradigms.split(",") if args.paradigms else list(PARADIGM_SPECS)
     errors: list[str] = []
     try:
-        rows, state = compare(paths, paradigms, full=args.full, device=args.device, repeats=args.repeats, errors=errors)
+        rows, state = compare(paths, paradigms, full=args.full, device=args.device, repeats=args.repeats,
+                              errors=errors, llm=args.llm)
     except ValueError as error:
         print(f"vlm-encoders compare: {error}", file=sys.stderr)
         return 2
@@ -68,6 +95,55 @@ def _compare(args) -> int:
         print(f"wrote {args.json}")
     if args.plot:
         print(f"wrote {plot(rows, state, args.plot)}")
+    return 0
+
+
+def _read(args, errors: list[str]):
+    from .compare import PARADIGM_SPECS, check_paradigms, load_images, sample_images
+
+    paradigms = args.paradigms.split(",") if args.paradigms else list(PARADIGM_SPECS)
+    check_paradigms(paradigms)
+    images = load_images(args.images or sample_images(), errors)
+    for message in errors:
+        print(f"skipped {message}", file=sys.stderr)
+    return paradigms, images
+
+
+def _visualize(args) -> int:
+    from .compare import PARADIGM_SPECS, visualize_images
+
+    try:
+        paradigms, images = _read(args, [])
+    except ValueError as error:
+        print(f"vlm-encoders visualize: {error}", file=sys.stderr)
+        return 2
+    if not images:
+        print("vlm-encoders visualize: no readable images", file=sys.stderr)
+        return 1
+    processors = {name: PARADIGM_SPECS[name].processor(args.full) for name in paradigms}
+    path, titles = visualize_images(images, processors, args.out, full=args.full)
+    for strip in titles:
+        print(" | ".join(strip))
+    print(f"wrote {path}")
+    return 0
+
+
+def _plan(args) -> int:
+    from .compare import format_plan, plan
+
+    try:
+        paradigms, images = _read(args, [])
+        if not images:
+            print("vlm-encoders plan: no readable images", file=sys.stderr)
+            return 1
+        rows = plan(images, args.budget, paradigms)
+    except ValueError as error:
+        print(f"vlm-encoders plan: {error}", file=sys.stderr)
+        return 2
+    print(format_plan(rows, args.budget, args.task, len(images)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in rows], f, indent=2)
     return 0
 
 
