@@ -103,7 +103,8 @@ def test_plan_command(tmp_path, capsys):
     out = capsys.readouterr().out
     rows = json.loads((tmp_path / "p.json").read_text())
     assert code == 0 and "recommended for ocr" in out
-    assert {r["paradigm"] for r in rows} == set(PARADIGM_SPECS) and all(r["tokens_max"] <= 256 for r in rows)
+    assert {r["paradigm"] for r in rows} == set(PARADIGM_SPECS)
+    assert all(r["tokens_max"] <= 256 for r in rows if r["fits"]) and not next(r for r in rows if r["paradigm"] == "sam")["fits"]
     assert main(["plan", "--budget", "0"]) == 2 and "positive" in capsys.readouterr().err
 
 

@@ -9,11 +9,12 @@ import torch
 
 from encoder_tests import random_image
 from test_navit import NaViTContract
+from test_sam import SAMContract
 from test_vit import ViTContract
 from tiny_models import tiny_tokenizer
 from vlm_encoders import PARADIGMS, VisionLanguageConfig, VisionLanguageModel, VisionLanguageProcessor
 
-ENCODERS = {"vlmenc_vit": ViTContract, "vlmenc_navit": NaViTContract}
+ENCODERS = {"vlmenc_vit": ViTContract, "vlmenc_navit": NaViTContract, "vlmenc_sam": SAMContract}
 LLMS = {
     "llama": dict(model_type="llama", hidden_size=48, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2),

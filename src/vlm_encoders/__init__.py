@@ -7,13 +7,17 @@ Importing the package registers every paradigm with transformers' Auto classes (
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 from .configuration_navit import NAVIT_STYLES, NAVIT_VARIANTS, NaViTVisionConfig
+from .configuration_sam import SAM_VARIANTS, SAMVisionConfig
 from .configuration_vit import VIT_STYLES, VIT_VARIANTS, ViTVisionConfig
 from .configuration_vlm import PROJECTORS, VisionLanguageConfig
 from .conversion_navit import convert_qwen2_vl, navit_config_from_hf, navit_processor_from_hf
+from .conversion_sam import convert_sam
 from .conversion_vit import config_from_hf, convert_clip, convert_siglip, processor_from_hf
 from .image_processing_navit import NaViTImageProcessor
+from .image_processing_sam import SAMImageProcessor
 from .image_processing_vit import ViTImageProcessor
 from .modeling_navit import NaViTPreTrainedModel, NaViTVisionModel, mrope_position_ids
+from .modeling_sam import SAMPreTrainedModel, SAMVisionModel
 from .modeling_vit import ViTPreTrainedModel, ViTVisionModel
 from .modeling_vlm import VisionLanguageModel
 from .outputs import VisionEncoderOutput
@@ -25,6 +29,7 @@ __version__ = "0.1.0"
 PARADIGMS = {
     "vlmenc_vit": (ViTVisionConfig, ViTVisionModel, ViTImageProcessor),
     "vlmenc_navit": (NaViTVisionConfig, NaViTVisionModel, NaViTImageProcessor),
+    "vlmenc_sam": (SAMVisionConfig, SAMVisionModel, SAMImageProcessor),
 }
 
 
@@ -50,6 +55,11 @@ __all__ = [
     "NaViTVisionModel",
     "PARADIGMS",
     "PROJECTORS",
+    "SAMImageProcessor",
+    "SAMPreTrainedModel",
+    "SAMVisionConfig",
+    "SAMVisionModel",
+    "SAM_VARIANTS",
     "VIT_STYLES",
     "VIT_VARIANTS",
     "ViTImageProcessor",
@@ -63,6 +73,7 @@ __all__ = [
     "config_from_hf",
     "convert_clip",
     "convert_qwen2_vl",
+    "convert_sam",
     "convert_siglip",
     "mrope_position_ids",
     "navit_config_from_hf",

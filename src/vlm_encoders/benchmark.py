@@ -38,9 +38,12 @@ NAVIT_CASES = {
     "navit-1024": [(1024, 1024)],
     "navit-pack8": [(224, 224), (336, 336), (448, 448), (480, 640), (640, 480), (600, 800), (512, 384), (720, 1280)],
 }
+# SAM's image encoder at its published size (transformers' SamVisionModel against ours), batch 1 at 1024 x 1024
+SAM_CASES = {"sam-b-1024": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                global_attn_indexes=[2, 5, 8, 11], image_size=1024)}
 # Image processors, transformers' against ours, on 32 photo-sized images (0.3 to 2 megapixels, mixed shapes).
 PROCESSOR_CASES = {"navit-processor": 32}
-CASES = [*VIT_CASES, *NAVIT_CASES, *PROCESSOR_CASES]
+CASES = [*VIT_CASES, *NAVIT_CASES, *SAM_CASES, *PROCESSOR_CASES]
 
 
 @dataclass
@@ -145,6 +148,15 @@ class Pair:
 def build_pair(case: str, num_layers: int | None = None):
     """The transformers reference with random weights of the published shape, and ours converted from it."""
     torch.manual_seed(0)
+    if case in SAM_CASES:
+        from transformers import SamVisionConfig, SamVisionModel
+
+        from .conversion_sam import convert_sam
+
+        shape = {**SAM_CASES[case], **({"num_hidden_layers": num_layers} if num_layers else {})}
+        shape["global_attn_indexes"] = [i for i in shape["global_attn_indexes"] if i < shape["num_hidden_layers"]]
+        reference = SamVisionModel(SamVisionConfig(**shape)).eval()
+        return reference, convert_sam(reference)
     if case in NAVIT_CASES:
         from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLVisionConfig
         from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
@@ -171,6 +183,18 @@ def _vit_pair(reference, ours, device: str) -> Pair:
     pixels = torch.randn(1, 3, config.image_size, config.image_size, device=device)
     tokens, flops = vit_config_flops(config, config.image_size, config.image_size)
     return Pair({"transformers": lambda: reference(pixels), "vlm-encoders": lambda: ours(pixels)}, tokens, flops)
+
+
+def _sam_pair(reference, ours, device: str) -> Pair:
+    from .geometry import sam_flops
+
+    c = ours.config
+    pixels = torch.randn(1, 3, c.image_size, c.image_size, device=device)
+    flops = sam_flops((c.grid_size, c.grid_size), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                      num_layers=c.num_hidden_layers, window_size=c.window_size,
+                      num_global=len(c.global_attn_indexes), patch_dim=c.num_channels * c.patch_size**2,
+                      output_channels=c.output_channels)
+    return Pair({"transformers": lambda: reference(pixels), "vlm-encoders": lambda: ours(pixels)}, c.grid_size**2, flops)
 
 
 def _navit_pair(case: str, reference, ours, device: str) -> Pair:
@@ -224,7 +248,12 @@ def benchmark_case(case: str, rounds: int = 5, warmup: int = 1, device: str = "c
     else:
         reference, ours = build_pair(case, num_layers)
         reference.to(device), ours.to(device)
-        pair = _navit_pair(case, reference, ours, device) if case in NAVIT_CASES else _vit_pair(reference, ours, device)
+        if case in SAM_CASES:
+            pair = _sam_pair(reference, ours, device)
+        elif case in NAVIT_CASES:
+            pair = _navit_pair(case, reference, ours, device)
+        else:
+            pair = _vit_pair(reference, ours, device)
     times = {name: [] for name in pair.runs}
     with torch.inference_mode():
         for _ in range(warmup):
@@ -271,7 +300,7 @@ def select_cases(names: list[str]) -> list[str]:
         if name == "vit":
             matches = list(VIT_CASES)
         if not matches:
-            raise ValueError(f"unknown benchmark case {name!r}; known: {CASES} (or a paradigm: vit, navit)")
+            raise ValueError(f"unknown benchmark case {name!r}; known: {CASES} (or a paradigm: vit, navit, sam)")
         selected += [c for c in matches if c not in selected]
     return selected
 
@@ -289,4 +318,4 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-__all__ = ["CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "PROCESSOR_CASES", "navit_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]
+__all__ = ["CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "PROCESSOR_CASES", "SAM_CASES", "navit_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]

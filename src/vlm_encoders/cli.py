@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--full", action="store_true",
                          help="the published sizes VLMs use (e.g. CLIP ViT-L/14@336) instead of small published ones")
     compare.add_argument("--device", default="cpu", help="cpu or cuda")
-    compare.add_argument("--repeats", type=int, default=2, help="timed runs per model and image (median reported)")
+    compare.add_argument("--repeats", type=int, default=1,
+                         help="timed runs per model and image, after one warm-up run (median reported; default 1)")
     compare.add_argument("--plot", metavar="PNG", help="draw each paradigm's tokenization of each image to this file")
     compare.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     compare.add_argument("--llm", default="qwen2-7b",

@@ -18,11 +18,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .benchmark import navit_config_flops, peak_memory_mib, vit_config_flops
 from .configuration_navit import NaViTVisionConfig
+from .configuration_sam import SAMVisionConfig
 from .configuration_vit import ViTVisionConfig
-from .geometry import shortest_edge_size
+from .geometry import sam_flops, shortest_edge_size
 from .image_processing_navit import NaViTImageProcessor
+from .image_processing_sam import SAMImageProcessor
 from .image_processing_vit import ViTImageProcessor
 from .modeling_navit import NaViTVisionModel
+from .modeling_sam import SAMVisionModel
 from .modeling_vit import ViTVisionModel
 
 
@@ -174,12 +177,58 @@ def _navit_draw(image: Image.Image, processor) -> Image.Image:
     return panel
 
 
+# ---- SAM's windowed encoder ------------------------------------------------------------------------------
+
+def _sam_processor(full: bool):
+    return SAMImageProcessor()  # SAM is published at 1024 only
+
+
+def _sam_build(full: bool):
+    torch.manual_seed(0)
+    return _sam_processor(full), SAMVisionModel(SAMVisionConfig.from_variant("sam-h" if full else "sam-b")).eval()
+
+
+def _sam_title(full: bool) -> str:
+    return f"SAM ViT-{'H' if full else 'B'} image encoder @1024"
+
+
+def _sam_describe(processor, height: int, width: int) -> str:
+    h, w = processor.get_resized_size(height, width)
+    return f"resize to {w}x{h}, pad to {processor.image_size}x{processor.image_size}"
+
+
+def _sam_flops(processor, model, height: int, width: int) -> int:
+    c = model.config
+    return sam_flops((c.grid_size, c.grid_size), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                     num_layers=c.num_hidden_layers, window_size=c.window_size, num_global=len(c.global_attn_indexes),
+                     patch_dim=c.num_channels * c.patch_size**2, output_channels=c.output_channels)
+
+
+def _sam_draw(image: Image.Image, processor) -> Image.Image:
+    """The padded 1024 x 1024 input with SAM's 14 x 14-patch attention windows (each cell of them is a token)."""
+    pixels = processor(image, return_tensors="pt")["pixel_values"][0]
+    panel = _to_pil(pixels, processor.image_mean, processor.image_std)
+    _draw_grid(panel, processor.patch_size, (255, 170, 170))
+    _draw_grid(panel, processor.patch_size * 14, (220, 0, 0), width=3)
+    return panel
+
+
+def _sam_plan(budget: int, sizes: list) -> tuple:
+    processor = SAMImageProcessor()
+    tokens = processor.get_number_of_image_tokens(1, 1)
+    if tokens <= budget:
+        return "SAM-B @1024 (the only published size)", processor
+    return f"SAM @1024 gives {tokens} tokens, over {budget} (its own setting has no smaller size)", None
+
+
 PARADIGM_SPECS = {
     "vit": ParadigmSpec("vit", _vit_title, _vit_build, _vit_describe, _vit_flops, _vit_draw, _vit_processor,
                         _vit_plan),
     # Qwen2-VL wraps each image in <|vision_start|> ... <|vision_end|>: 224^2 -> 64 tokens, 66 positions
     "navit": ParadigmSpec("navit", _navit_title, _navit_build, _navit_describe, _navit_flops, _navit_draw,
                           _navit_processor, _navit_plan, separators=2),
+    "sam": ParadigmSpec("sam", _sam_title, _sam_build, _sam_describe, _sam_flops, _sam_draw, _sam_processor,
+                        _sam_plan),
 }
 
 
@@ -247,7 +296,7 @@ def load_images(paths: list[str], errors: list[str] | None = None) -> dict:
     return images
 
 
-def compare(paths: list[str], paradigms: list[str], full: bool = False, device: str = "cpu", repeats: int = 2,
+def compare(paths: list[str], paradigms: list[str], full: bool = False, device: str = "cpu", repeats: int = 1,
             progress: bool = True, errors: list[str] | None = None, llm: str = "qwen2-7b") -> tuple[list[CompareRow], dict]:
     """Run every paradigm on every readable image. Unreadable images are reported in `errors` and skipped."""
     from tqdm.auto import tqdm
@@ -271,7 +320,8 @@ def _run_one(path, image, name, processor, model, full, device, repeats, llm) ->
     width, height = image.size
     batch = processor(image, return_tensors="pt").to(device)
     with torch.inference_mode():
-        model(**batch)  # warm-up
+        # the first run warms up and is metered for memory (the meter slows it, so it is not timed)
+        peak = peak_memory_mib(lambda: model(**batch), device)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -279,7 +329,6 @@ def _run_one(path, image, name, processor, model, full, device, repeats, llm) ->
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-        peak = peak_memory_mib(lambda: model(**batch), device)
     tokens = out.image_embeds.shape[-2]  # (1, N, D) for one image, or (N, D) packed
     expected = processor.get_number_of_image_tokens(height=height, width=width)
     if tokens != expected:  # the contract every paradigm keeps; a mismatch is a bug worth stopping for

@@ -155,6 +155,41 @@ def vit_flops(num_tokens: int, *, hidden_size: int, intermediate_size: int, num_
     return num_layers * per_layer + 2 * num_patches * patch_dim * d
 
 
+# ---- longest edge + pad (SAM) -------------------------------------------------------------------------
+
+def longest_edge_size(height: int, width: int, longest_edge: int) -> tuple[int, int]:
+    """Size after scaling the longer side to `longest_edge`, rounding half up (SAM's `_get_preprocess_shape`).
+
+    A side never drops below 1 pixel (transformers would make a 1 x 4000 image 0 pixels tall and fail).
+    """
+    check_image_size(height, width)
+    scale = longest_edge * 1.0 / max(height, width)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+
+
+def sam_num_image_tokens(height: int, width: int, *, image_size: int, patch_size: int) -> int:
+    """Tokens of SAM's encoder: every image is padded to image_size x image_size, so (image_size / P)^2."""
+    check_image_size(height, width)
+    return (image_size // patch_size) ** 2
+
+
+def sam_flops(grid: tuple[int, int], *, hidden_size: int, intermediate_size: int, num_layers: int, window_size: int,
+              num_global: int, patch_dim: int, output_channels: int) -> int:
+    """Analytic forward FLOPs of SAM's encoder on an h x w patch grid (a multiply-add counts 2).
+
+    Windowed blocks attend over padded window_size^2 windows, global blocks over the whole grid; the
+    neck is a 1x1 then a 3x3 convolution. Relative-position terms and norms are left out (small).
+    """
+    h, w = grid
+    n, d = h * w, hidden_size
+    padded = (-(-h // window_size) * window_size) * (-(-w // window_size) * window_size) if window_size else n
+    dense = num_layers * (8 * n * d * d + 4 * n * d * intermediate_size)
+    windowed = (num_layers - num_global) * 4 * padded * window_size**2 * d if window_size else 0
+    full = (num_global if window_size else num_layers) * 4 * n * n * d
+    neck = 2 * n * d * output_channels + 2 * n * output_channels * output_channels * 9
+    return dense + windowed + full + neck + 2 * n * patch_dim * d
+
+
 # ---- native resolution (NaViT / Qwen2-VL) -----------------------------------------------------------
 
 # Qwen2-VL's limit: beyond it one side collapses to a single merge block and the image stops making sense.
@@ -239,10 +274,13 @@ __all__ = [
     "center_crop_offsets",
     "check_image_size",
     "pad_to_square_padding",
+    "longest_edge_size",
     "navit_flops",
     "navit_num_image_tokens",
     "navit_patch_grid",
     "patch_grid",
+    "sam_flops",
+    "sam_num_image_tokens",
     "shortest_edge_size",
     "smart_resize",
     "vit_flops",

@@ -209,14 +209,80 @@ class SelfAttention(nn.Module):
         return self.proj(out.reshape(B, N, D)), probs
 
 
+def rel_pos_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """(size, size, C) embeddings of the relative offsets between `size` query and key positions on one axis.
+
+    `rel_pos` holds 2 * n - 1 learned offsets for the grid it was trained on; another grid gets them
+    linearly interpolated (SAM / ViTDet's `get_rel_pos`, for equal query and key sizes).
+    """
+    length = 2 * size - 1
+    if rel_pos.shape[0] != length:
+        rel_pos = F.interpolate(rel_pos.T[None], size=length, mode="linear")[0].T  # (length, C)
+    offsets = torch.arange(size, device=rel_pos.device)
+    return rel_pos[offsets[:, None] - offsets[None, :] + size - 1]
+
+
+class RelPosSelfAttention(nn.Module):
+    """Self-attention over a (B, h, w, D) grid with decomposed relative positions (MViTv2; SAM and ViTDet).
+
+    The bias of query (i, j) for key (k, l) is q . Rh[i, k] + q . Rw[j, l]. The reference builds it for all
+    query-key pairs at once: heads x (hw)^2 floats, 805 MB per global block of SAM-B at 1024 px. Here the
+    per-axis terms are computed once (small), and the bias is expanded for one block of query rows at a
+    time, so its memory stays under `bias_bytes` whatever the image size.
+    """
+
+    bias_bytes = 32 * 2**20
+
+    def __init__(self, config, dim: int, num_heads: int, rel_pos_size: int | None, qkv_bias: bool = True,
+                 dropout: float = 0.0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.config = config  # for config._attn_implementation, read at call time
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = dropout
+        self.is_causal = False
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        if rel_pos_size:
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_pos_size - 1, self.head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_pos_size - 1, self.head_dim))
+        else:
+            self.rel_pos_h = self.rel_pos_w = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, h, w, D = x.shape
+        N, H, Dh = h * w, self.num_heads, self.head_dim
+        q, k, v = self.qkv(x).view(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, Dh) each
+        dropout = self.dropout if self.training else 0.0
+        if self.rel_pos_h is None:
+            out, _ = attend(self, q, k, v, scaling=self.scaling, dropout=dropout)
+            return self.proj(out.reshape(B, h, w, D))
+        grid_q = q.reshape(B, H, h, w, Dh)
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, rel_pos_table(h, self.rel_pos_h).to(q.dtype))  # (B,H,h,w,h)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, rel_pos_table(w, self.rel_pos_w).to(q.dtype))  # (B,H,h,w,w)
+        rows = max(1, self.bias_bytes // (B * H * w * N * q.element_size()))
+        outs = []
+        for r0 in range(0, h, rows):  # a block of query rows: its (B, H, rows * w, N) bias only
+            r1 = min(h, r0 + rows)
+            bias = (rel_h[:, :, r0:r1, :, :, None] + rel_w[:, :, r0:r1, :, None, :]).reshape(B, H, (r1 - r0) * w, N)
+            query = grid_q[:, :, r0:r1].reshape(B, H, (r1 - r0) * w, Dh)
+            outs.append(attend(self, query, k, v, scaling=self.scaling, dropout=dropout, attention_mask=bias)[0])
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)  # (B, N, H, Dh)
+        return self.proj(out.reshape(B, h, w, D))
+
+
 __all__ = [
     "DENSE_PACK_MAX_TOKENS",
+    "RelPosSelfAttention",
     "SelfAttention",
     "attend",
     "attention_function",
     "block_diagonal_mask",
     "eager_attention_forward",
     "is_flash_attention",
+    "rel_pos_table",
     "window_partition",
     "window_unpartition",
 ]

@@ -17,11 +17,12 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_vlm import VisionLanguageConfig
 from .modeling_navit import NaViTVisionModel, mrope_position_ids
+from .modeling_sam import SAMVisionModel
 from .modeling_vit import ViTVisionModel
 
 # model_type -> encoder class, the modeling side of configuration_vlm.VISION_CONFIGS (a plain dict: remote
 # code runs where nothing has registered our model types).
-VISION_MODELS = {"vlmenc_vit": ViTVisionModel, "vlmenc_navit": NaViTVisionModel}
+VISION_MODELS = {"vlmenc_vit": ViTVisionModel, "vlmenc_navit": NaViTVisionModel, "vlmenc_sam": SAMVisionModel}
 # LLMs whose rotary positions have (t, h, w) rows (Qwen2-VL's M-RoPE). transformers has no *ForCausalLM for
 # them: their base model gets our LM head, and positions come from the image grids (mrope_position_ids).
 MROPE_TEXT_MODELS = ("qwen2_vl_text", "qwen2_5_vl_text")
@@ -81,7 +82,7 @@ class VisionLanguagePreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
-    _no_split_modules = ["ViTEncoderLayer", "NaViTBlock"]
+    _no_split_modules = ["ViTEncoderLayer", "NaViTBlock", "SAMBlock"]
     _skip_keys_device_placement = ["past_key_values"]
     _supports_sdpa = True
     _supports_flash_attn = True
