@@ -21,6 +21,17 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 TOKEN_COUNT_SIZES = [(1, 1), (1, 4000), (4000, 1), (7, 5), (31, 517), (333, 517), (517, 333), (480, 640), (1080, 1920)]
 
 
+# Python source for a subprocess: from here on, `import vlm_encoders` fails, as on a machine without the package
+BLOCK_THE_PACKAGE = textwrap.dedent("""
+    import sys
+    class NoPackage:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "vlm_encoders":
+                raise ImportError("vlm_encoders is blocked in this test")
+    sys.meta_path.insert(0, NoPackage())
+""")
+
+
 def random_image(height: int, width: int, seed: int = 0) -> PIL.Image.Image:
     rng = np.random.default_rng(seed)
     return PIL.Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
@@ -179,13 +190,7 @@ class EncoderTests:
         image.save(tmp_path / "image.png")
         batch = processor(image, return_tensors="pt")
         torch.save({"batch": dict(batch), "embeds": self.run(model, batch).image_embeds}, tmp_path / "expected.pt")
-        script = textwrap.dedent(f"""
-            import sys
-            class NoPackage:  # make `import vlm_encoders` fail, as on a machine without it
-                def find_spec(self, name, path=None, target=None):
-                    if name.split(".")[0] == "vlm_encoders":
-                        raise ImportError("vlm_encoders is blocked in this test")
-            sys.meta_path.insert(0, NoPackage())
+        script = BLOCK_THE_PACKAGE + textwrap.dedent(f"""
             import PIL.Image, torch
             from transformers import AutoImageProcessor, AutoModel
             model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()

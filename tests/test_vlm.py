@@ -7,7 +7,7 @@ encoder lands without working inside the VLM. Tiny LLMs and a tokenizer trained 
 import pytest
 import torch
 
-from encoder_tests import random_image
+from encoder_tests import BLOCK_THE_PACKAGE, random_image
 from test_navit import NaViTContract
 from test_sam import SAMContract
 from test_vit import ViTContract
@@ -241,13 +241,7 @@ def test_remote_code_for_the_whole_vlm(paradigm, tmp_path):
     batch = processor(images=[image], text=[text], return_tensors="pt")
     with torch.no_grad():
         torch.save({"logits": model(**batch).logits, "ids": batch["input_ids"]}, tmp_path / "expected.pt")
-    script = textwrap.dedent(f"""
-        import sys
-        class NoPackage:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "vlm_encoders":
-                    raise ImportError("vlm_encoders is blocked in this test")
-        sys.meta_path.insert(0, NoPackage())
+    script = BLOCK_THE_PACKAGE + textwrap.dedent(f"""
         import PIL.Image, torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
         model = AutoModelForImageTextToText.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()

@@ -22,6 +22,17 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2), grid  # (B, h*w, D), (h, w)
 
 
+def check_pixel_values(pixel_values, num_channels: int) -> None:
+    """Raise a clear error unless `pixel_values` is a floating (B, C, H, W) tensor with `num_channels` channels."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != num_channels:
+        raise ValueError(f"pixel_values must be (batch, {num_channels}, height, width), got {tuple(pixel_values.shape)}")
+    if not pixel_values.is_floating_point():
+        raise TypeError(f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}; "
+                        "run the image processor first")
+
+
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, h*w, C*P*P), row-major patches, each flattened as (C, P, P) like a conv kernel."""
     B, C, H, W = images.shape
@@ -38,4 +49,4 @@ def unpatchify(patches: torch.Tensor, grid: tuple[int, int], patch_size: int, ch
     return x.reshape(B, channels, h * patch_size, w * patch_size)
 
 
-__all__ = ["PatchEmbed", "patchify", "unpatchify"]
+__all__ = ["PatchEmbed", "check_pixel_values", "patchify", "unpatchify"]

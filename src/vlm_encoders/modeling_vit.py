@@ -22,7 +22,7 @@ from transformers import initialization as init
 from .configuration_vit import ViTVisionConfig
 from .layers_attention import SelfAttention, attend
 from .layers_mlp import Mlp
-from .layers_patch_embed import PatchEmbed
+from .layers_patch_embed import PatchEmbed, check_pixel_values
 from .layers_pos_embed import resample_abs_pos_embed
 from .outputs import VisionEncoderOutput
 
@@ -190,15 +190,7 @@ class ViTVisionModel(ViTPreTrainedModel):
         return self.post_layernorm(pooled) if self.config.post_layernorm == "pooled" else pooled
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
-        if not isinstance(pixel_values, torch.Tensor):
-            raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
-            raise ValueError(
-                f"pixel_values must be (batch, {self.config.num_channels}, height, width), got {tuple(pixel_values.shape)}"
-            )
-        if not pixel_values.is_floating_point():
-            raise TypeError(f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}; "
-                            "run the image processor first")
+        check_pixel_values(pixel_values, self.config.num_channels)
         patch = self.config.patch_size
         if pixel_values.shape[-2] < patch or pixel_values.shape[-1] < patch:
             raise ValueError(f"pixel_values of size {tuple(pixel_values.shape[-2:])} hold no {patch}x{patch} patch")
