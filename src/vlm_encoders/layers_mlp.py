@@ -25,10 +25,21 @@ class QuickGELU(nn.Module):
         return x
 
 
+class GELU(nn.Module):
+    """Exact (erf) GELU; without autograd it overwrites its input, so no second (N x 4D) buffer is made."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return nn.functional.gelu(x)
+        return torch.ops.aten.gelu_(x)
+
+
 def get_activation(name: str) -> nn.Module:
     """The activation module for `hidden_act=name` (quick_gelu, gelu_pytorch_tanh, ... as in transformers)."""
     if name == "quick_gelu":
         return QuickGELU()
+    if name == "gelu":
+        return GELU()
     if name not in ACT2FN:
         raise ValueError(f"unknown activation {name!r}; known: {sorted(ACT2FN)}")
     return ACT2FN[name]
@@ -63,4 +74,4 @@ class SwiGLU(nn.Module):
         return self.down_proj(self.act(gate).mul_(up))  # no grad: no third (N, I) buffer
 
 
-__all__ = ["Mlp", "QuickGELU", "SwiGLU", "get_activation"]
+__all__ = ["GELU", "Mlp", "QuickGELU", "SwiGLU", "get_activation"]

@@ -55,8 +55,11 @@ class SAMBlock(GradientCheckpointingLayer):
             y = window_unpartition(self.attn(windows), self.window_size, padded, (h, w))
         else:
             y = self.attn(y)
-        x = x + y
-        return x + self.mlp(self.norm2(x))
+        if torch.is_grad_enabled():
+            x = x + y
+            return x + self.mlp(self.norm2(x))
+        x = y.add_(x)  # inference: residuals added into fresh buffers, as in the other encoders
+        return self.mlp(self.norm2(x)).add_(x)
 
 
 class SAMNeck(nn.Module):
