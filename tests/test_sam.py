@@ -113,3 +113,27 @@ def test_flash_attention_is_refused_clearly():
     model = SAMVisionModel(SAMContract().tiny_config())
     with pytest.raises(ValueError, match="(?i)flash"):
         model.set_attn_implementation("flash_attention_2")
+
+
+@pytest.mark.parametrize("side", [640, 512])
+def test_deepseek_ocr_sam_stage_at_smaller_sizes(side):
+    """DeepEncoder runs SAM-B at 640 (Small) and 512 (Tiny): positions resampled with antialiasing, relative
+    positions interpolated. Checked against transformers' Unlimited-OCR SAM stage (its compressor left out)."""
+    from transformers.models.unlimited_ocr.configuration_unlimited_ocr import UnlimitedOcrSamVisionConfig
+    from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrSamVisionEncoder
+
+    torch.manual_seed(0)
+    config = UnlimitedOcrSamVisionConfig(num_hidden_layers=4, global_attn_indexes=[1, 3])
+    theirs = UnlimitedOcrSamVisionEncoder(config).eval()
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            if "rel_pos" in name or "pos_embed" in name:
+                p.normal_(0, 0.02)
+    ours = convert_sam(theirs)
+    theirs.proj = torch.nn.Identity()  # compare the SAM neck's output, before the 16x compressor
+    pixels = torch.randn(1, 3, side, side)
+    with torch.no_grad():
+        expected = theirs(pixels).last_hidden_state  # (1, 256, side / 16, side / 16)
+        got = ours(pixels).last_hidden_state
+    delta = (got - expected.flatten(2).transpose(1, 2)).abs().max().item()
+    assert expected.shape[-1] == side // 16 and delta <= 1e-4, delta

@@ -14,13 +14,16 @@ from .conversion_utils import TowerWeights, load_checked, read_state_dict
 from .modeling_sam import SAMVisionModel
 
 _ANCHOR = "patch_embed.projection.weight"
+# SAM itself, and DeepSeek-OCR's SAM stage as transformers ships it (Unlimited-OCR: the same blocks and neck,
+# followed by the 16x compressor, which is not part of this encoder)
+_SAM_MODEL_TYPES = ("sam", "sam_vision_model", "unlimited_ocr_sam_vision_model")
 
 
 def sam_config_from_hf(hf_config: PreTrainedConfig, **overrides) -> SAMVisionConfig:
     """Our config for a transformers SAM config (the composite `SamConfig` or `SamVisionConfig`)."""
     vision = getattr(hf_config, "vision_config", None) or hf_config
-    if vision.model_type not in ("sam_vision_model", "sam"):
-        raise ValueError(f"cannot convert a {vision.model_type!r} config; expected a SAM vision config")
+    if vision.model_type not in _SAM_MODEL_TYPES:
+        raise ValueError(f"cannot convert a {vision.model_type!r} config; expected one of {sorted(_SAM_MODEL_TYPES)}")
     fields = dict(
         hidden_size=vision.hidden_size, intermediate_size=vision.mlp_dim or int(vision.hidden_size * vision.mlp_ratio),
         num_hidden_layers=vision.num_hidden_layers, num_attention_heads=vision.num_attention_heads,
@@ -52,7 +55,7 @@ def convert_sam_state_dict(state_dict: dict[str, torch.Tensor], config: SAMVisio
     out["neck.conv1.weight"], out["neck.conv2.weight"] = take("neck.conv1.weight"), take("neck.conv2.weight")
     for p in ("weight", "bias"):
         out[f"neck.norm1.{p}"], out[f"neck.norm2.{p}"] = take(f"neck.layer_norm1.{p}"), take(f"neck.layer_norm2.{p}")
-    tower.check_all_taken(skip=lambda k: _beyond(k, config))
+    tower.check_all_taken(skip=lambda k: _beyond(k, config) or k.startswith("proj."))  # proj: DeepEncoder's compressor
     return out
 
 

@@ -11,11 +11,13 @@ def resample_abs_pos_embed(
     old_grid: tuple[int, int],
     num_prefix_tokens: int = 0,
     mode: str = "bicubic",
+    antialias: bool = False,
 ) -> torch.Tensor:
     """Resample a learned (prefix + h*w, D) table to another patch grid.
 
     Prefix tokens (CLS) keep their embedding; the grid part is interpolated as an image, with
-    `align_corners=False` and no antialiasing, exactly as CLIP's and SigLIP's `interpolate_pos_encoding`.
+    `align_corners=False`. Without antialiasing this is CLIP's and SigLIP's `interpolate_pos_encoding`;
+    DeepSeek-OCR resamples its SAM and CLIP tables with antialiasing (it matters when shrinking, e.g. 64 -> 40).
     """
     if tuple(new_grid) == tuple(old_grid):
         return pos_embed
@@ -24,7 +26,8 @@ def resample_abs_pos_embed(
     if grid.shape[0] != old_grid[0] * old_grid[1]:
         raise ValueError(f"position table has {grid.shape[0]} grid entries, not {old_grid[0]}x{old_grid[1]}")
     grid = grid.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)  # (1, D, h, w)
-    grid = F.interpolate(grid, size=tuple(new_grid), mode=mode, align_corners=False)
+    grid = F.interpolate(grid.float(), size=tuple(new_grid), mode=mode, align_corners=False,
+                         antialias=antialias).to(pos_embed.dtype)
     grid = grid.permute(0, 2, 3, 1).reshape(-1, dim)  # (h' * w', D)
     return torch.cat([prefix, grid], dim=0)
 

@@ -125,7 +125,9 @@ class SAMVisionModel(SAMPreTrainedModel):
         x, (h, w) = self.patch_embed(pixel_values)  # (B, h*w, D)
         if self.pos_embed is not None:
             grid = self.config.grid_size
-            x = x + resample_abs_pos_embed(self.pos_embed, (h, w), (grid, grid)).to(x.dtype)
+            # other grids (DeepEncoder's 640 px mode: 40 x 40) resample the table bicubically with antialiasing,
+            # as DeepSeek-OCR does
+            x = x + resample_abs_pos_embed(self.pos_embed, (h, w), (grid, grid), antialias=True).to(x.dtype)
         x = x.view(x.shape[0], h, w, -1)  # (B, h, w, D): the blocks work on the grid
         hidden_states = [x.flatten(1, 2)] if output_hidden_states else None
         for block in self.blocks:
