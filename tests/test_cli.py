@@ -137,3 +137,13 @@ def test_live_tensor_bytes_counts_peak_activations():
         del a
         c = b * 3  # `a` is gone by now: 8000 again, not 12000
     assert meter.peak == 8000 and view.shape == (10,) and c.shape == (1000,)
+
+
+def test_benchmark_case_selection():
+    from vlm_encoders.benchmark import CASES, QUICK_CASES, select_cases
+
+    assert select_cases(["navit"]) == ["navit-448", "navit-1024", "navit-pack8", "navit-processor"]
+    assert select_cases(["vit", "sam-b-1024", "vit"]) == ["clip-l14-336", "siglip-so400m-384", "sam-b-1024"]
+    assert set(QUICK_CASES) <= set(CASES)
+    with pytest.raises(ValueError, match="unknown benchmark case 'dino'"):
+        select_cases(["dino"])

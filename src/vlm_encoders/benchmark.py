@@ -44,6 +44,8 @@ SAM_CASES = {"sam-b-1024": dict(hidden_size=768, num_hidden_layers=12, num_atten
 # Image processors, transformers' against ours, on 32 photo-sized images (0.3 to 2 megapixels, mixed shapes).
 PROCESSOR_CASES = {"navit-processor": 32}
 CASES = [*VIT_CASES, *NAVIT_CASES, *SAM_CASES, *PROCESSOR_CASES]
+# what `vlm-encoders benchmark` runs without arguments: a few minutes on 2 CPU cores
+QUICK_CASES = ["clip-l14-336", "siglip-so400m-384", "navit-448", "sam-b-1024", "navit-processor"]
 
 
 @dataclass
@@ -318,4 +320,4 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-__all__ = ["CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "PROCESSOR_CASES", "SAM_CASES", "navit_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]
+__all__ = ["CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "PROCESSOR_CASES", "QUICK_CASES", "SAM_CASES", "navit_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]
