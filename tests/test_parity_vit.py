@@ -153,3 +153,33 @@ def test_conversion_config_keeps_the_checkpoint_values():
     config = config_from_hf(theirs)
     assert (config.layer_norm_eps, config.hidden_act, config.pooling) == (1e-6, "gelu_pytorch_tanh", "none")
     assert json.loads(config.to_json_string())["model_type"] == "vlmenc_vit"
+
+
+@pytest.mark.parametrize("grid", [16, 10])
+def test_deepseek_ocr_clip_stage_fed_with_patch_embeddings(grid):
+    """DeepSeek-OCR's CLIP-L stage: no patch embedding of its own, fed with SAM's compressed map (16 x 16 at
+    1024 px, 10 x 10 at 640), positions resampled with antialiasing. Against transformers' Unlimited-OCR encoder."""
+    from transformers.models.unlimited_ocr.configuration_unlimited_ocr import UnlimitedOcrVisionEncoderConfig
+    from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrVisionEncoder
+
+    from vlm_encoders import ViTVisionConfig, ViTVisionModel
+    from vlm_encoders.conversion_utils import load_checked
+    from vlm_encoders.conversion_vit import convert_state_dict
+
+    torch.manual_seed(0)
+    theirs = UnlimitedOcrVisionEncoder(UnlimitedOcrVisionEncoderConfig(num_hidden_layers=2)).eval()
+    config = ViTVisionConfig.from_variant("L/14", image_size=224, num_hidden_layers=2, has_patch_embed=False,
+                                          pos_embed_antialias=True, post_layernorm="none", pooling="none",
+                                          feature_layer=-1)
+    ours = load_checked(ViTVisionModel(config), convert_state_dict(theirs.state_dict(), config))
+    assert ours.get_input_embeddings() is None
+    patch_embeds = torch.randn(2, 1024, grid, grid)
+    with torch.no_grad():
+        expected = theirs(patch_embeds).last_hidden_state  # (2, 1 + grid^2, 1024)
+        out = ours(patch_embeds=patch_embeds)
+    assert (out.last_hidden_state - expected).abs().max() <= 1e-4
+    torch.testing.assert_close(out.image_embeds, out.last_hidden_state[:, 1:])
+    with pytest.raises(ValueError, match="pass patch_embeds"):
+        ours(torch.randn(1, 3, 224, 224))
+    with pytest.raises(ValueError, match="exactly one"):
+        ours()

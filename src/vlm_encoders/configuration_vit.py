@@ -44,6 +44,10 @@ class ViTVisionConfig(PreTrainedConfig):
         feature_layer: which hidden state feeds the LLM (`image_embeds`): an index into `hidden_states`
             (0 = embeddings, -1 = last layer, -2 = LLaVA's choice) or a list of indices, concatenated on channels.
         feature_select: `"patch"` (drop the CLS token, LLaVA's "default") or `"all"` (keep it, LLaVA's "full").
+        has_patch_embed: False for a tower fed with patch embeddings from another network (DeepSeek-OCR's CLIP
+            stage takes SAM's compressed map); it then has no patch-embedding weights.
+        pos_embed_antialias: resample the position table with antialiasing (DeepSeek-OCR) instead of CLIP's plain
+            bicubic interpolation.
     """
 
     model_type = "vlmenc_vit"
@@ -67,6 +71,8 @@ class ViTVisionConfig(PreTrainedConfig):
     pooling: str = "cls"
     feature_layer: int | list[int] = -2
     feature_select: str = "patch"
+    has_patch_embed: bool = True
+    pos_embed_antialias: bool = False
     initializer_range: float = 0.02
 
     def validate_architecture(self):

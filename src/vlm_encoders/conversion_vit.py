@@ -44,12 +44,13 @@ def config_from_hf(hf_config: PreTrainedConfig, **overrides) -> ViTVisionConfig:
 
 def convert_state_dict(state_dict: dict[str, torch.Tensor], config: ViTVisionConfig) -> dict[str, torch.Tensor]:
     """Map a CLIP/SigLIP vision state dict (any wrapper prefix) onto `ViTVisionModel`'s keys."""
-    tower = TowerWeights(state_dict, _ANCHOR)
+    tower = TowerWeights(state_dict, _ANCHOR if config.has_patch_embed else "embeddings.class_embedding")
     take, out = tower.take, {}
 
     D = config.hidden_size
-    out["embeddings.patch_embed.proj.weight"] = take("embeddings.patch_embedding.weight")
-    if config.patch_embed_bias:
+    if config.has_patch_embed:
+        out["embeddings.patch_embed.proj.weight"] = take("embeddings.patch_embedding.weight")
+    if config.has_patch_embed and config.patch_embed_bias:
         out["embeddings.patch_embed.proj.bias"] = take("embeddings.patch_embedding.bias")
     out["embeddings.position_embedding"] = take("embeddings.position_embedding.weight")
     if config.class_token:

@@ -33,13 +33,20 @@ class ViTVisionEmbeddings(nn.Module):
         self.grid_size = config.grid_size
         self.num_prefix_tokens = config.num_prefix_tokens
         self.patch_embed = PatchEmbed(config.num_channels, config.hidden_size, config.patch_size,
-                                      bias=config.patch_embed_bias)
+                                      bias=config.patch_embed_bias) if config.has_patch_embed else None
+        self.antialias = config.pos_embed_antialias
         self.class_embedding = nn.Parameter(torch.empty(config.hidden_size)) if config.class_token else None
         num_positions = self.num_prefix_tokens + self.grid_size**2
         self.position_embedding = nn.Parameter(torch.empty(num_positions, config.hidden_size))
 
-    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
-        x, grid = self.patch_embed(pixel_values)  # (B, h*w, D)
+    def forward(self, pixel_values: torch.Tensor | None, interpolate_pos_encoding: bool = False,
+                patch_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        if patch_embeds is not None:  # (B, D, h, w) from another network: positions always follow its grid
+            grid = tuple(patch_embeds.shape[-2:])
+            x = patch_embeds.flatten(2).transpose(1, 2)  # (B, h*w, D)
+            interpolate_pos_encoding = True
+        else:
+            x, grid = self.patch_embed(pixel_values)  # (B, h*w, D)
         if grid != (self.grid_size, self.grid_size) and not interpolate_pos_encoding:
             raise ValueError(
                 f"pixel_values of size {tuple(pixel_values.shape[-2:])} give a {grid[0]}x{grid[1]} patch grid, but the "
@@ -48,7 +55,7 @@ class ViTVisionEmbeddings(nn.Module):
         if self.class_embedding is not None:
             x = torch.cat([self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)  # (B, 1 + h*w, D)
         pos = resample_abs_pos_embed(self.position_embedding, grid, (self.grid_size, self.grid_size),
-                                     self.num_prefix_tokens)
+                                     self.num_prefix_tokens, antialias=self.antialias)
         return x + pos.to(x.dtype)
 
 
@@ -133,27 +140,38 @@ class ViTVisionModel(ViTPreTrainedModel):
         self.head = ViTPoolingHead(config) if config.pooling == "map" else None
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.embeddings.patch_embed.proj
+    def get_input_embeddings(self) -> nn.Module | None:
+        return self.embeddings.patch_embed.proj if self.embeddings.patch_embed is not None else None
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        patch_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> VisionEncoderOutput:
-        """pixel_values: (B, C, H, W) as the image processor makes them."""
-        self._check_pixel_values(pixel_values)
+        """pixel_values: (B, C, H, W) as the image processor makes them; or, for a tower without its own patch
+        embedding (`has_patch_embed=False`), patch_embeds: (B, D, h, w) from another network."""
+        if (pixel_values is None) == (patch_embeds is None):
+            raise ValueError("pass exactly one of pixel_values and patch_embeds")
+        if patch_embeds is not None:
+            if patch_embeds.ndim != 4 or patch_embeds.shape[1] != self.config.hidden_size:
+                raise ValueError(f"patch_embeds must be (batch, {self.config.hidden_size}, h, w), got "
+                                 f"{tuple(patch_embeds.shape)}")
+        elif self.embeddings.patch_embed is None:
+            raise ValueError("this tower has no patch embedding (has_patch_embed=False): pass patch_embeds")
+        else:
+            self._check_pixel_values(pixel_values)
         output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         if output_attentions and self.config._attn_implementation != "eager":
             raise ValueError("output_attentions=True needs attn_implementation='eager' (sdpa and flash return no weights)")
         wanted = {i % (len(self.layers) + 1) for i in self.config.feature_layers}  # hidden-state indices to keep
 
-        x = self.pre_layernorm(self.embeddings(pixel_values, interpolate_pos_encoding))  # (B, [1 +] h*w, D)
+        x = self.pre_layernorm(self.embeddings(pixel_values, interpolate_pos_encoding, patch_embeds))  # (B, [1+] hw, D)
         hidden_states, attentions, kept = [x], [], {0: x} if 0 in wanted else {}
         for i, layer in enumerate(self.layers, start=1):
             x, probs = layer(x)
