@@ -177,6 +177,7 @@ def test_deepseek_ocr_clip_stage_fed_with_patch_embeddings(grid):
     with torch.no_grad():
         expected = theirs(patch_embeds).last_hidden_state  # (2, 1 + grid^2, 1024)
         out = ours(patch_embeds=patch_embeds)
+    assert expected.abs().mean() > 1e-2  # a real signal
     assert (out.last_hidden_state - expected).abs().max() <= 1e-4
     torch.testing.assert_close(out.image_embeds, out.last_hidden_state[:, 1:])
     with pytest.raises(ValueError, match="pass patch_embeds"):

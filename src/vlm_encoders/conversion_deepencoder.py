@@ -1,0 +1,53 @@
+"""Convert transformers' Unlimited-OCR vision model (DeepSeek-OCR's DeepEncoder) onto `DeepEncoderVisionModel`.
+
+Work in progress with the paradigm (issue 5). Not part of exported checkpoints.
+"""
+
+import os
+
+from transformers import AutoConfig, PreTrainedConfig
+
+from .configuration_deepencoder import DEEPENCODER_CLIP, DeepEncoderConfig
+from .configuration_vit import VIT_STYLES, ViTVisionConfig
+from .conversion_sam import _ANCHOR as SAM_ANCHOR
+from .conversion_sam import convert_sam_state_dict, sam_config_from_hf
+from .conversion_utils import load_checked, read_state_dict, unique_prefix
+from .conversion_vit import convert_state_dict
+from .modeling_deepencoder import DeepEncoderVisionModel
+
+
+def deepencoder_config_from_hf(hf_config: PreTrainedConfig) -> DeepEncoderConfig:
+    """Our config for a transformers `UnlimitedOcrConfig` or `UnlimitedOcrVisionConfig`."""
+    vision = getattr(hf_config, "vision_config", None) or hf_config
+    if vision.model_type != "unlimited_ocr_vision":
+        raise ValueError(f"cannot convert a {vision.model_type!r} config; expected an Unlimited-OCR vision config")
+    clip = vision.encoder_config
+    style = {k: v for k, v in VIT_STYLES["clip"].items() if k not in ("hidden_act", "layer_norm_eps")}
+    clip_config = ViTVisionConfig(**{
+        **style, **DEEPENCODER_CLIP,
+        "hidden_size": clip.hidden_size, "intermediate_size": clip.intermediate_size,
+        "num_hidden_layers": clip.num_hidden_layers, "num_attention_heads": clip.num_attention_heads,
+        "image_size": clip.image_size, "patch_size": clip.patch_size, "hidden_act": clip.hidden_act,
+        "layer_norm_eps": float(clip.layer_norm_eps),
+    })
+    return DeepEncoderConfig(sam_config=sam_config_from_hf(vision.sam_config).to_dict(),
+                             clip_config=clip_config.to_dict(),
+                             compressor_channels=list(vision.sam_config.downsample_channels))
+
+
+def convert_deepencoder(source) -> DeepEncoderVisionModel:
+    """Our DeepEncoder from a live Unlimited-OCR (vision) model or a local checkpoint folder."""
+    if isinstance(source, (str, os.PathLike)):
+        hf_config, state_dict = AutoConfig.from_pretrained(source), read_state_dict(str(source))
+    else:
+        hf_config, state_dict = source.config, source.state_dict()
+    config = deepencoder_config_from_hf(hf_config)
+    converted = {f"sam.{k}": v for k, v in convert_sam_state_dict(state_dict, config.sam_config).items()}
+    sam_prefix = unique_prefix(state_dict, SAM_ANCHOR)
+    for conv in ("conv1", "conv2"):  # the compressor sits in the SAM stage's `proj` there
+        converted[f"compressor.{conv}.weight"] = state_dict[f"{sam_prefix}proj.{conv}.weight"]
+    converted.update({f"clip.{k}": v for k, v in convert_state_dict(state_dict, config.clip_config).items()})
+    return load_checked(DeepEncoderVisionModel(config), converted)
+
+
+__all__ = ["convert_deepencoder", "deepencoder_config_from_hf"]
