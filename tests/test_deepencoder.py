@@ -51,3 +51,55 @@ def test_config_rejects_a_clip_stage_with_its_own_patch_embedding():
         DeepEncoderConfig(clip_config=ViTVisionConfig.from_variant("L/14", image_size=224).to_dict())
     with pytest.raises(Exception, match="compressor"):
         DeepEncoderConfig(compressor_channels=[512, 768])
+
+
+@pytest.mark.parametrize("mode, vision, positions", [
+    ("tiny", 64, 73), ("small", 100, 111), ("base", 256, 273), ("large", 400, 421),
+])
+def test_single_view_modes_give_the_papers_token_counts(mode, vision, positions):
+    """DeepSeek-OCR Table 1: Tiny 64 / Small 100 / Base 256 / Large 400 vision tokens; +newlines +separator."""
+    from vlm_encoders.geometry import deepencoder_layout
+
+    layout = deepencoder_layout(700, 500, mode)
+    assert (layout["vision_tokens"], layout["positions"], layout["tiles"]) == (vision, positions, (0, 0))
+
+
+@pytest.mark.parametrize("height, width, tiles, vision, positions", [
+    (896, 896, (2, 2), 656, 693),      # the issue's example
+    (1080, 1920, (2, 1), 456, 483),    # a 16:9 frame: two tiles side by side
+    (672, 1008, (3, 2), 856, 893),
+    (3508, 2480, (2, 3), 856, 903),    # an A4 scan at 300 dpi
+    (600, 640, (0, 0), 256, 273),      # both sides <= 640: no tiles, Base only
+])
+def test_gundam_tiles_and_token_counts(height, width, tiles, vision, positions):
+    from vlm_encoders.geometry import deepencoder_layout
+
+    layout = deepencoder_layout(height, width, "gundam")
+    assert (layout["tiles"], layout["vision_tokens"], layout["positions"]) == (tiles, vision, positions)
+
+
+def test_valid_tokens_of_padded_views_follow_eq_1():
+    import math
+
+    from vlm_encoders.geometry import deepencoder_layout
+
+    assert deepencoder_layout(1000, 1000, "base")["valid_tokens"] == 256  # square: nothing padded
+    assert deepencoder_layout(768, 1024, "base")["valid_tokens"] == math.ceil(256 * (1 - 256 / 1024))  # 192
+    assert deepencoder_layout(768, 1024, "small")["valid_tokens"] == 100  # resized modes have no padding
+    with pytest.raises(ValueError, match="unknown DeepEncoder mode"):
+        deepencoder_layout(10, 10, "huge")
+
+
+def test_tile_grid_matches_the_reference_rule():
+    """Against transformers' Unlimited-OCR implementation of the same InternVL rule (its max is configurable)."""
+    import random
+
+    from transformers.models.unlimited_ocr.image_processing_unlimited_ocr import get_optimal_tiled_canvas
+
+    from vlm_encoders.geometry import closest_tile_grid
+
+    rng = random.Random(0)
+    for _ in range(300):
+        height, width = rng.randint(50, 5000), rng.randint(50, 5000)
+        expected = get_optimal_tiled_canvas((height, width), (640, 640), 2, 6)
+        assert closest_tile_grid(height, width, tile=640, min_tiles=2, max_tiles=6) == tuple(expected), (height, width)

@@ -190,6 +190,71 @@ def sam_flops(grid: tuple[int, int], *, hidden_size: int, intermediate_size: int
     return dense + windowed + full + neck + 2 * n * patch_dim * d
 
 
+# ---- serial compression (DeepSeek-OCR's DeepEncoder) -----------------------------------------------------
+
+# mode -> (global view side, how the global view is made, tile side or 0 for no tiles)
+DEEPENCODER_MODES = {
+    "tiny": (512, "resize", 0),
+    "small": (640, "resize", 0),
+    "base": (1024, "pad", 0),
+    "large": (1280, "pad", 0),
+    "gundam": (1024, "pad", 640),
+    "gundam-m": (1280, "pad", 1024),
+}
+DEEPENCODER_MIN_TILES, DEEPENCODER_MAX_TILES = 2, 6  # DeepSeek-OCR's config.py MIN_CROPS / MAX_CROPS
+
+
+def closest_tile_grid(height: int, width: int, *, tile: int, min_tiles: int, max_tiles: int) -> tuple[int, int]:
+    """(columns, rows) of tiles whose aspect ratio is closest to the image's (InternVL's `find_closest_aspect_ratio`).
+
+    Candidates are all grids with min_tiles <= columns * rows <= max_tiles, built and ordered exactly as the
+    reference does (a set sorted by area), since ties go to the later candidate when the image has more than
+    half the pixels of that larger canvas.
+    """
+    check_image_size(height, width)
+    candidates = {(i, j) for n in range(min_tiles, max_tiles + 1) for i in range(1, n + 1) for j in range(1, n + 1)
+                  if min_tiles <= i * j <= max_tiles}
+    aspect, area = width / height, width * height
+    best, best_diff = (1, 1), float("inf")
+    for cols, rows in sorted(candidates, key=lambda grid: grid[0] * grid[1]):
+        diff = abs(aspect - cols / rows)
+        if diff < best_diff:
+            best, best_diff = (cols, rows), diff
+        elif diff == best_diff and area > 0.5 * tile * tile * cols * rows:
+            best = (cols, rows)
+    return best
+
+
+def deepencoder_layout(height: int, width: int, mode: str, *, patch_size: int = 16, compression: int = 4) -> dict:
+    """What DeepEncoder makes of a `height` x `width` image in `mode` (Tiny/Small/Base/Large/Gundam/Gundam-M).
+
+    Returns `tiles` (columns, rows; (0, 0) without local views), `vision_tokens` (encoder outputs),
+    `positions` (what the LLM sees: a newline after every token row of the global view and of the tiled
+    canvas, plus one view separator) and `valid_tokens` (the paper's Eq. 1: tokens of a padded global
+    view that cover the image, ceil(N * (1 - (max - min) / max))).
+    Gundam tiles images larger than one tile on either side; smaller ones get the global view only.
+    """
+    if mode not in DEEPENCODER_MODES:
+        raise ValueError(f"unknown DeepEncoder mode {mode!r}; known: {sorted(DEEPENCODER_MODES)}")
+    check_image_size(height, width)
+    side, view, tile = DEEPENCODER_MODES[mode]
+    per_side = -(-side // (patch_size * compression))  # ceil(side / 64): 16 at 1024
+    vision, positions = per_side * per_side, per_side * (per_side + 1) + 1
+    tiles = (0, 0)
+    if tile and (height > tile or width > tile):
+        tiles = closest_tile_grid(height, width, tile=tile, min_tiles=DEEPENCODER_MIN_TILES,
+                                  max_tiles=DEEPENCODER_MAX_TILES)
+        per_tile = -(-tile // (patch_size * compression))
+        cols, rows = tiles
+        vision += cols * rows * per_tile * per_tile
+        positions += (rows * per_tile) * (cols * per_tile + 1)
+    global_tokens = per_side * per_side
+    valid = global_tokens if view == "resize" else math.ceil(
+        global_tokens * (1 - (max(height, width) - min(height, width)) / max(height, width)))
+    return {"tiles": tiles, "vision_tokens": vision, "positions": positions, "valid_tokens": valid,
+            "global_side": side, "global_view": view}
+
+
 # ---- native resolution (NaViT / Qwen2-VL) -----------------------------------------------------------
 
 # Qwen2-VL's limit: beyond it one side collapses to a single merge block and the image stops making sense.
@@ -269,10 +334,13 @@ def navit_flops(grids: list[tuple[int, int]], *, hidden_size: int, intermediate_
 
 
 __all__ = [
+    "DEEPENCODER_MODES",
     "MAX_ASPECT_RATIO",
     "aligned_crop_window",
     "center_crop_offsets",
     "check_image_size",
+    "closest_tile_grid",
+    "deepencoder_layout",
     "pad_to_square_padding",
     "longest_edge_size",
     "navit_flops",
