@@ -103,3 +103,36 @@ def test_tile_grid_matches_the_reference_rule():
         height, width = rng.randint(50, 5000), rng.randint(50, 5000)
         expected = get_optimal_tiled_canvas((height, width), (640, 640), 2, 6)
         assert closest_tile_grid(height, width, tile=640, min_tiles=2, max_tiles=6) == tuple(expected), (height, width)
+
+
+def test_projected_layout_with_tiles_matches_unlimited_ocr():
+    """Projector, newline after every row, view separator; a Gundam image (2x2 tiles) and a Base image in one batch."""
+    from transformers.models.unlimited_ocr.configuration_unlimited_ocr import UnlimitedOcrConfig
+    from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModel
+
+    from vlm_encoders.geometry import deepencoder_layout
+
+    config = UnlimitedOcrConfig(
+        vision_config=dict(sam_config=dict(num_hidden_layers=2, global_attn_indexes=[1]),
+                           encoder_config=dict(num_hidden_layers=1)),
+        text_config=dict(hidden_size=64, intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, vocab_size=300, n_routed_experts=4,
+                         num_experts_per_tok=2, first_k_dense_replace=1))
+    torch.manual_seed(0)
+    theirs = UnlimitedOcrModel(config).eval()
+    with torch.no_grad():
+        for name, p in theirs.vision_tower.named_parameters():
+            p.normal_(1.0, 0.05) if ("norm" in name and name.endswith("weight")) else p.normal_(0.0, 0.02)
+    ours = convert_deepencoder(theirs).eval()
+    assert type(ours).__name__ == "DeepEncoderModel" and ours.config.out_hidden_size == 64
+    pixels, tiles = torch.randn(2, 3, 1024, 1024), torch.randn(4, 3, 640, 640)
+    with torch.no_grad():
+        expected = theirs.get_image_features(pixels, pixel_values_local=tiles, num_local_patches=[4, 0],
+                                             patches_grid=[[2, 2]]).pooler_output
+        out = ours(pixels, pixel_values_local=tiles, image_tiles=torch.tensor([[2, 2], [0, 0]]))
+    lengths = [deepencoder_layout(896, 896, "gundam")["positions"], deepencoder_layout(600, 600, "gundam")["positions"]]
+    assert [e.shape[0] for e in expected] == lengths == [693, 273]
+    assert out.image_embeds.shape == (sum(lengths), 64)
+    delta = (out.image_embeds - torch.cat(expected)).abs().max().item()
+    print(f"DeepEncoder layout max |delta| vs UnlimitedOcrModel.get_image_features: {delta:.2e}")
+    assert torch.cat(expected).abs().mean() > 1e-2 and delta <= 1e-4, delta

@@ -25,6 +25,7 @@ class DeepEncoderConfig(PreTrainedConfig):
         sam_config: the SAM stage (SAM-B by default).
         clip_config: the CLIP stage (CLIP-L/14@224 in DeepSeek-OCR's form, see `DEEPENCODER_CLIP`).
         compressor_channels: output channels of the two stride-2 3x3 convolutions between them (256 -> 512 -> 1024).
+        out_hidden_size: width of the projected tokens, the LLM's hidden size (1280 for DeepSeek-3B-MoE).
     """
 
     model_type = "vlmenc_deepencoder"
@@ -33,6 +34,7 @@ class DeepEncoderConfig(PreTrainedConfig):
     sam_config: dict | PreTrainedConfig | None = None
     clip_config: dict | PreTrainedConfig | None = None
     compressor_channels: list[int] | tuple[int, ...] = (512, 1024)
+    out_hidden_size: int = 1280
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):

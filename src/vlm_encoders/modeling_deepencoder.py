@@ -15,6 +15,7 @@ the newline / view-separator layout, the Gundam tiles and the processor modes co
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 
 from .configuration_deepencoder import DeepEncoderConfig
 from .modeling_sam import SAMVisionModel
@@ -67,4 +68,68 @@ class DeepEncoderVisionModel(DeepEncoderPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-__all__ = ["DeepEncoderCompressor", "DeepEncoderPreTrainedModel", "DeepEncoderVisionModel"]
+class DeepEncoderModel(DeepEncoderPreTrainedModel):
+    """DeepEncoder + linear projector + DeepSeek-OCR's token layout: what the LLM receives for each image.
+
+    Per image: [tiled canvas, a newline after every token row] + [global view, a newline after every row]
+    + [view separator], the canvas only when the image was tiled (Gundam modes).
+    """
+
+    def __init__(self, config: DeepEncoderConfig):
+        super().__init__(config)
+        self.vision = DeepEncoderVisionModel(config)
+        self.projector = nn.Linear(config.feature_dim, config.out_hidden_size)
+        self.image_newline = nn.Parameter(torch.empty(config.out_hidden_size))
+        self.view_separator = nn.Parameter(torch.empty(config.out_hidden_size))
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, DeepEncoderModel):  # DeepSeek-OCR: std = 1 / sqrt(width)
+            std = self.config.out_hidden_size**-0.5
+            init.normal_(module.image_newline, std=std)
+            init.normal_(module.view_separator, std=std)
+
+    def forward(self, pixel_values: torch.Tensor, pixel_values_local: torch.Tensor | None = None,
+                image_tiles: torch.Tensor | None = None, return_dict: bool | None = None,
+                **kwargs) -> VisionEncoderOutput:
+        """pixel_values: (B, 3, S, S) global views; pixel_values_local: (T, 3, s, s) the tiles of all images, image by
+        image, row-major; image_tiles: (B, 2) (columns, rows) of each image's tiles, (0, 0) for none.
+
+        Returns `image_embeds` (sum of positions, D_out) packed image after image (see `split_image_embeds`),
+        `last_hidden_state` (B, N, 2048) the global views' features, `pooler_output` (B, D_out).
+        """
+        features = self.vision(pixel_values).image_embeds  # (B, n*n, 2048)
+        global_features = self.projector(features)  # (B, n*n, D)
+        B, N, D = global_features.shape
+        n = int(N**0.5)
+        newline = self.image_newline.to(global_features.dtype)
+        tiles = image_tiles.tolist() if image_tiles is not None else [[0, 0]] * B
+        if pixel_values_local is not None:
+            local = self.projector(self.vision(pixel_values_local).image_embeds)  # (T, m*m, D)
+            per_image = local.split([cols * rows for cols, rows in tiles])
+        sequences = []
+        for b in range(B):
+            parts = []
+            cols, rows = tiles[b]
+            if cols * rows:
+                m = int(per_image[b].shape[1] ** 0.5)
+                canvas = per_image[b].view(rows, cols, m, m, D).transpose(1, 2).reshape(rows * m, cols * m, D)
+                parts.append(_with_newlines(canvas, newline))
+            parts.append(_with_newlines(global_features[b].view(n, n, D), newline))
+            parts.append(self.view_separator.to(global_features.dtype)[None])
+            sequences.append(torch.cat(parts))
+        image_embeds = torch.cat(sequences)  # (sum of positions, D)
+        pooled = torch.stack([seq.mean(0) for seq in sequences])
+        output = VisionEncoderOutput(last_hidden_state=features, image_embeds=image_embeds, pooler_output=pooled)
+        return output if return_dict is not False else output.to_tuple()
+
+
+def _with_newlines(grid: torch.Tensor, newline: torch.Tensor) -> torch.Tensor:
+    """(rows, cols, D) -> (rows * (cols + 1), D): the learned newline after every row."""
+    rows, _, D = grid.shape
+    return torch.cat([grid, newline.expand(rows, 1, D)], dim=1).reshape(-1, D)
+
+
+__all__ = ["DeepEncoderCompressor", "DeepEncoderModel", "DeepEncoderPreTrainedModel", "DeepEncoderVisionModel"]
