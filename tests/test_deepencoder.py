@@ -136,3 +136,35 @@ def test_projected_layout_with_tiles_matches_unlimited_ocr():
     delta = (out.image_embeds - torch.cat(expected)).abs().max().item()
     print(f"DeepEncoder layout max |delta| vs UnlimitedOcrModel.get_image_features: {delta:.2e}")
     assert torch.cat(expected).abs().mean() > 1e-2 and delta <= 1e-4, delta
+
+
+@pytest.mark.parametrize("mode", ["gundam", "base", "tiny"])
+def test_processor_matches_unlimited_ocr(mode):
+    """Global views, tiles and grids equal transformers' Unlimited-OCR processor with DeepSeek-OCR's settings."""
+    import numpy as np
+    import PIL.Image
+    from transformers.models.unlimited_ocr.image_processing_unlimited_ocr import UnlimitedOcrImageProcessor
+
+    from vlm_encoders.image_processing_deepencoder import DeepEncoderImageProcessor
+
+    rng = np.random.default_rng(0)
+    sizes = [(896, 896), (1080, 1920), (600, 500), (3508 // 3, 2480 // 3)]
+    images = [PIL.Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
+    side = {"gundam": 1024, "base": 1024, "tiny": 512}[mode]
+    theirs = UnlimitedOcrImageProcessor(size={"height": side, "width": side}, tile_size=640, min_patches=2,
+                                        max_patches=6, crop_to_patches=mode == "gundam",
+                                        maximum_pad_value=0 if mode != "tiny" else 640)
+    expected = theirs(images, return_tensors="pt")
+    ours = DeepEncoderImageProcessor(mode=mode)
+    got = ours(images, return_tensors="pt")
+    torch.testing.assert_close(got["pixel_values"], torch.stack(list(expected["pixel_values"])), atol=1e-5, rtol=0)
+    if mode == "gundam":
+        local = expected["pixel_values_local"]
+        local = local if isinstance(local, torch.Tensor) else torch.cat([torch.as_tensor(t) for t in local])
+        torch.testing.assert_close(got["pixel_values_local"], local.reshape(-1, 3, 640, 640), atol=1e-5, rtol=0)
+        grids = [g if n else [0, 0] for g, n in zip(expected["patches_grid"], expected["num_local_patches"])]
+        assert got["image_tiles"].tolist() == grids
+    from vlm_encoders.geometry import deepencoder_layout
+
+    for h, w in sizes:
+        assert ours.get_number_of_image_tokens(h, w) == deepencoder_layout(h, w, mode)["positions"]
