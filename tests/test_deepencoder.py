@@ -6,6 +6,7 @@ The paradigm is not registered yet (modes, layout and processor come next); thes
 import pytest
 import torch
 
+from test_sam import randomize
 from vlm_encoders.conversion_deepencoder import convert_deepencoder
 
 
@@ -18,14 +19,7 @@ def unlimited_ocr_vision(sam_depth=2, clip_depth=2):
     torch.manual_seed(0)
     config = UnlimitedOcrVisionConfig(sam_config=dict(num_hidden_layers=sam_depth, global_attn_indexes=[1]),
                                       encoder_config=dict(num_hidden_layers=clip_depth))
-    model = UnlimitedOcrVisionModel(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.normal_(1.0, 0.05)
-            else:
-                p.normal_(0.0, 0.02)
-    return model
+    return randomize(UnlimitedOcrVisionModel(config).eval())
 
 
 @pytest.mark.parametrize("side, tokens", [(1024, 256), (640, 100), (512, 64)])
@@ -120,9 +114,7 @@ def test_projected_layout_with_tiles_matches_unlimited_ocr():
                          num_experts_per_tok=2, first_k_dense_replace=1))
     torch.manual_seed(0)
     theirs = UnlimitedOcrModel(config).eval()
-    with torch.no_grad():
-        for name, p in theirs.vision_tower.named_parameters():
-            p.normal_(1.0, 0.05) if ("norm" in name and name.endswith("weight")) else p.normal_(0.0, 0.02)
+    randomize(theirs.vision_tower)
     ours = convert_deepencoder(theirs).eval()
     assert type(ours).__name__ == "DeepEncoderModel" and ours.config.out_hidden_size == 64
     pixels, tiles = torch.randn(2, 3, 1024, 1024), torch.randn(4, 3, 640, 640)
