@@ -9,7 +9,6 @@ Not part of exported checkpoints.
 
 import os
 
-import torch
 from transformers import AutoConfig
 
 from .configuration_vlm import VisionLanguageConfig
