@@ -3,15 +3,13 @@
 Work in progress with the paradigm (issue 5). Not part of exported checkpoints.
 """
 
-import os
-
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import PreTrainedConfig
 
 from .configuration_deepencoder import DEEPENCODER_CLIP, DeepEncoderConfig
 from .configuration_vit import VIT_STYLES, ViTVisionConfig
 from .conversion_sam import _ANCHOR as SAM_ANCHOR
 from .conversion_sam import convert_sam_state_dict, sam_config_from_hf
-from .conversion_utils import load_checked, read_state_dict, unique_prefix
+from .conversion_utils import load_checked, read_source, unique_prefix
 from .conversion_vit import convert_state_dict
 from .modeling_deepencoder import DeepEncoderModel, DeepEncoderVisionModel
 
@@ -41,10 +39,7 @@ def convert_deepencoder(source) -> DeepEncoderVisionModel | DeepEncoderModel:
     The vision model alone (`UnlimitedOcrVisionModel`) gives `DeepEncoderVisionModel`; a whole model (with its
     projector, image newline and view separator) gives `DeepEncoderModel`.
     """
-    if isinstance(source, (str, os.PathLike)):
-        hf_config, state_dict = AutoConfig.from_pretrained(source), read_state_dict(str(source))
-    else:
-        hf_config, state_dict = source.config, source.state_dict()
+    hf_config, state_dict = read_source(source)
     heads = {k.rsplit(".", 1)[-1] if "multi_modal_projector" not in k else "projector." + k.rsplit(".", 1)[-1]: v
              for k, v in state_dict.items()
              if "multi_modal_projector." in k or k.endswith(("image_newline", "view_separator"))}

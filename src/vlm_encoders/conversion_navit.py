@@ -8,13 +8,12 @@ Not part of exported checkpoints.
 
 import json
 import os
-import re
 
 import torch
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import PreTrainedConfig
 
 from .configuration_navit import NAVIT_STYLES, NaViTVisionConfig
-from .conversion_utils import TowerWeights, load_checked, read_state_dict
+from .conversion_utils import TowerWeights, beyond_depth, load_checked, read_source
 from .image_processing_navit import NaViTImageProcessor
 from .modeling_navit import NaViTVisionModel
 
@@ -72,7 +71,8 @@ def convert_navit_state_dict(state_dict: dict[str, torch.Tensor], config: NaViTV
     for p in ("weight", "bias"):
         out[f"merger.fc1.{p}"] = take(f"merger.mlp.0.{p}")
         out[f"merger.fc2.{p}"] = take(f"merger.mlp.2.{p}")
-    tower.check_all_taken(skip=lambda k: _beyond(k, config) or k.startswith(_NOT_VISION))
+    tower.check_all_taken(skip=lambda k: beyond_depth(k, "blocks", config.num_hidden_layers)
+                          or k.startswith(_NOT_VISION))
     return out
 
 
@@ -81,10 +81,7 @@ def convert_qwen2_vl(source, **overrides) -> NaViTVisionModel:
 
     `overrides` change our config (e.g. `num_hidden_layers=4` keeps the first four blocks).
     """
-    if isinstance(source, (str, os.PathLike)):
-        hf_config, state_dict = AutoConfig.from_pretrained(source), read_state_dict(str(source))
-    else:
-        hf_config, state_dict = source.config, source.state_dict()
+    hf_config, state_dict = read_source(source)
     config = navit_config_from_hf(hf_config, **overrides)
     return load_checked(NaViTVisionModel(config), convert_navit_state_dict(state_dict, config))
 
@@ -105,11 +102,6 @@ def navit_processor_from_hf(folder: str) -> NaViTImageProcessor:
 # keys that sit under the tower's prefix in some layouts but are not vision weights (buffers of the rotary)
 _NOT_VISION = ("rotary_pos_emb.",)
 
-
-def _beyond(key: str, config: NaViTVisionConfig) -> bool:
-    """A block past our depth: converting to fewer blocks (a truncated tower) drops it on purpose."""
-    m = re.match(r"blocks\.(\d+)\.", key)
-    return m is not None and int(m.group(1)) >= config.num_hidden_layers
 
 
 __all__ = ["convert_navit_state_dict", "convert_qwen2_vl", "navit_config_from_hf", "navit_processor_from_hf"]

@@ -3,14 +3,11 @@
 Not part of exported checkpoints.
 """
 
-import os
-import re
-
 import torch
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import PreTrainedConfig
 
 from .configuration_sam import SAMVisionConfig
-from .conversion_utils import TowerWeights, load_checked, read_state_dict
+from .conversion_utils import TowerWeights, beyond_depth, load_checked, read_source
 from .modeling_sam import SAMVisionModel
 
 _ANCHOR = "patch_embed.projection.weight"
@@ -55,23 +52,17 @@ def convert_sam_state_dict(state_dict: dict[str, torch.Tensor], config: SAMVisio
     out["neck.conv1.weight"], out["neck.conv2.weight"] = take("neck.conv1.weight"), take("neck.conv2.weight")
     for p in ("weight", "bias"):
         out[f"neck.norm1.{p}"], out[f"neck.norm2.{p}"] = take(f"neck.layer_norm1.{p}"), take(f"neck.layer_norm2.{p}")
-    tower.check_all_taken(skip=lambda k: _beyond(k, config) or k.startswith("proj."))  # proj: DeepEncoder's compressor
+    # proj.*: DeepEncoder's compressor, which sits in its SAM stage
+    tower.check_all_taken(skip=lambda k: beyond_depth(k, "layers", config.num_hidden_layers) or k.startswith("proj."))
     return out
 
 
 def convert_sam(source, **overrides) -> SAMVisionModel:
     """Our SAM encoder from a live transformers `SamModel` / `SamVisionModel` or a local checkpoint folder."""
-    if isinstance(source, (str, os.PathLike)):
-        hf_config, state_dict = AutoConfig.from_pretrained(source), read_state_dict(str(source))
-    else:
-        hf_config, state_dict = source.config, source.state_dict()
+    hf_config, state_dict = read_source(source)
     config = sam_config_from_hf(hf_config, **overrides)
     return load_checked(SAMVisionModel(config), convert_sam_state_dict(state_dict, config))
 
-
-def _beyond(key: str, config: SAMVisionConfig) -> bool:
-    m = re.match(r"layers\.(\d+)\.", key)
-    return m is not None and int(m.group(1)) >= config.num_hidden_layers
 
 
 __all__ = ["convert_sam", "convert_sam_state_dict", "sam_config_from_hf"]

@@ -5,6 +5,7 @@ Not part of exported checkpoints.
 
 import json
 import os
+import re
 
 import torch
 from torch import nn
@@ -24,6 +25,22 @@ def read_state_dict(folder: str) -> dict[str, torch.Tensor]:
     if os.path.exists(os.path.join(folder, "pytorch_model.bin")):
         return torch.load(os.path.join(folder, "pytorch_model.bin"), map_location="cpu", weights_only=True)
     raise FileNotFoundError(f"no model.safetensors(.index.json) or pytorch_model.bin in {folder}")
+
+
+def read_source(source) -> tuple:
+    """(transformers config, state dict) of a live transformers model or a local checkpoint folder."""
+    if isinstance(source, (str, os.PathLike)):
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(source), read_state_dict(str(source))
+    return source.config, source.state_dict()
+
+
+def beyond_depth(key: str, layers_prefix: str, depth: int) -> bool:
+    """Whether `key` belongs to a layer past `depth` (e.g. `blocks.31.` with depth 4): converting to a truncated
+    tower drops those on purpose. `layers_prefix` is the layer list's name, e.g. "blocks" or "encoder.layers"."""
+    m = re.match(rf"{re.escape(layers_prefix)}\.(\d+)\.", key)
+    return m is not None and int(m.group(1)) >= depth
 
 
 def unique_prefix(state_dict: dict, anchor: str) -> str:
@@ -74,4 +91,4 @@ def load_checked(model: nn.Module, converted: dict[str, torch.Tensor]) -> nn.Mod
     return model.eval()
 
 
-__all__ = ["TowerWeights", "load_checked", "read_state_dict", "unique_prefix"]
+__all__ = ["TowerWeights", "beyond_depth", "load_checked", "read_source", "read_state_dict", "unique_prefix"]

@@ -8,13 +8,12 @@ This file is not part of exported checkpoints: it imports transformers' model cl
 
 import json
 import os
-import re
 
 import torch
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import PreTrainedConfig
 
 from .configuration_vit import VIT_STYLES, ViTVisionConfig
-from .conversion_utils import TowerWeights, load_checked, read_state_dict
+from .conversion_utils import TowerWeights, beyond_depth, load_checked, read_source
 from .image_processing_vit import ViTImageProcessor
 from .modeling_vit import ViTVisionModel
 
@@ -73,7 +72,8 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], config: ViTVisionCon
             out[f"head.out_proj.{p}"] = take(f"head.attention.out_proj.{p}")
             for n in ("layernorm", "mlp.fc1", "mlp.fc2"):
                 out[f"head.{n}.{p}"] = take(f"head.{n}.{p}")
-    tower.check_all_taken(skip=lambda k: k.endswith("position_ids") or _beyond(k, config))
+    tower.check_all_taken(skip=lambda k: k.endswith("position_ids")
+                          or beyond_depth(k, "encoder.layers", config.num_hidden_layers))
     return out
 
 
@@ -108,21 +108,12 @@ def processor_from_hf(folder: str, patch_size: int) -> ViTImageProcessor:
 
 
 def _convert(source, family: str, overrides: dict) -> ViTVisionModel:
-    if isinstance(source, (str, os.PathLike)):
-        hf_config = AutoConfig.from_pretrained(source)
-        state_dict = read_state_dict(str(source))
-    else:
-        hf_config, state_dict = source.config, source.state_dict()
+    hf_config, state_dict = read_source(source)
     config = config_from_hf(hf_config, **overrides)
     if _VISION_MODEL_TYPES[(getattr(hf_config, "vision_config", None) or hf_config).model_type] != family:
         raise ValueError(f"convert_{family} got a {hf_config.model_type!r} model")
     return load_converted(config, state_dict)
 
-
-def _beyond(key: str, config: ViTVisionConfig) -> bool:
-    """A layer past our depth: converting to fewer layers (a truncated tower) drops it on purpose."""
-    m = re.match(r"encoder\.layers\.(\d+)\.", key)
-    return m is not None and int(m.group(1)) >= config.num_hidden_layers
 
 
 def _as_int(value, name: str) -> int:

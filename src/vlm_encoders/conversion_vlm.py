@@ -7,12 +7,8 @@ CLIP/SigLIP tower -> our ViT (conversion_vit), the two-layer projector -> ours, 
 Not part of exported checkpoints.
 """
 
-import os
-
-from transformers import AutoConfig
-
 from .configuration_vlm import VisionLanguageConfig
-from .conversion_utils import load_checked, read_state_dict
+from .conversion_utils import load_checked, read_source
 from .conversion_vit import config_from_hf, convert_state_dict
 from .modeling_vlm import VisionLanguageModel
 
@@ -21,10 +17,7 @@ _SELECT = {"default": "patch", "full": "all"}
 
 def convert_llava(source) -> VisionLanguageModel:
     """Our VLM from a live `LlavaForConditionalGeneration` or a local LLaVA checkpoint folder."""
-    if isinstance(source, (str, os.PathLike)):
-        hf_config, state_dict = AutoConfig.from_pretrained(source), read_state_dict(str(source))
-    else:
-        hf_config, state_dict = source.config, source.state_dict()
+    hf_config, state_dict = read_source(source)
     if hf_config.model_type != "llava":
         raise ValueError(f"convert_llava got a {hf_config.model_type!r} model")
     if getattr(hf_config, "projector_hidden_act", "gelu") != "gelu":
