@@ -106,6 +106,8 @@ class DeepEncoderModel(DeepEncoderPreTrainedModel):
         n = int(N**0.5)
         newline = self.image_newline.to(global_features.dtype)
         tiles = image_tiles.tolist() if image_tiles is not None else [[0, 0]] * B
+        if pixel_values_local is None and any(cols * rows for cols, rows in tiles):
+            raise ValueError("image_tiles describes tiles but no pixel_values_local were given")
         if pixel_values_local is not None:
             local = self.projector(self.vision(pixel_values_local).image_embeds)  # (T, m*m, D)
             per_image = local.split([cols * rows for cols, rows in tiles])

@@ -77,6 +77,18 @@ def window_order(grid_thw: torch.Tensor, merge_size: int, window_units: int) -> 
     return torch.cat(orders), nn.functional.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
 
 
+def window_permutation(grid_thw: torch.Tensor, merge_size: int, window_units: int):
+    """`window_order` at patch level: (patch_order, patch_restore, block_restore, cu_window_seqlens).
+
+    x[patch_order] puts the pack in window order; y[patch_restore] and merged[block_restore] undo it for
+    patch-level and merged (one per merge block) tensors.
+    """
+    block_order, cu_windows = window_order(grid_thw, merge_size, window_units)
+    m2 = merge_size**2
+    patch_order = (block_order[:, None] * m2 + torch.arange(m2, device=block_order.device)).flatten()
+    return patch_order, torch.argsort(patch_order), torch.argsort(block_order), cu_windows
+
+
 def _pad_per_image(packed: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """(sum(lengths), D) -> (len(lengths), max(lengths), D), zeros after each image's rows.
 
@@ -248,30 +260,27 @@ class NaViTVisionModel(NaViTPreTrainedModel):
         x = self.patch_embed(pixel_values)  # (N, D)
         windows = config.window_merge_units > 0
         if windows:  # reorder merge blocks so that every window is contiguous; undone after the merger
-            block_order, cu_windows = window_order(image_grid_thw, config.spatial_merge_size, config.window_merge_units)
-            patch_order = (block_order[:, None] * m2 + torch.arange(m2, device=x.device)).flatten()
-            patch_restore = torch.empty_like(patch_order)
-            patch_restore[patch_order] = torch.arange(len(patch_order), device=x.device)
+            patch_order, patch_restore, block_restore, cu_windows = window_permutation(
+                image_grid_thw, config.spatial_merge_size, config.window_merge_units)
             x, positions = x[patch_order], positions[patch_order]
             window_max = _max_seqlen(cu_windows)
+        in_image_order = (lambda h: h[patch_restore]) if windows else (lambda h: h)
         rope = self.rotary(positions)  # cos, sin: (N, head_dim), fp32
         max_seqlen = _max_seqlen(cu_seqlens)
 
         x = x[None]  # (1, N, D): the batch is one pack
-        hidden_states = [x[0][patch_restore] if windows else x[0]] if output_hidden_states else None
+        hidden_states = [in_image_order(x[0])] if output_hidden_states else None
         for i, block in enumerate(self.blocks):
             if windows and i not in config.fullatt_block_indexes:
                 x = block(x, rope, cu_windows, window_max)  # attention inside 112-px windows
             else:
                 x = block(x, rope, cu_seqlens, max_seqlen)  # attention over each whole image
             if output_hidden_states:
-                hidden_states.append(x[0][patch_restore] if windows else x[0])
+                hidden_states.append(in_image_order(x[0]))
 
-        x = x[0]  # (N, D)
-        image_embeds = self.merger(x)  # (N / m^2, D_out)
+        image_embeds = self.merger(x[0])  # (N / m^2, D_out)
+        x = in_image_order(x[0])  # (N, D)
         if windows:
-            x = x[patch_restore]
-            block_restore = patch_restore.view(-1, m2)[:, 0] // m2
             image_embeds = image_embeds[block_restore]
         patches = image_grid_thw.prod(-1).tolist()
         tokens = [n // m2 for n in patches]
@@ -316,4 +325,5 @@ class NaViTVisionModel(NaViTPreTrainedModel):
                              "pass the pixel_values and image_grid_thw of the same processor call")
 
 
-__all__ = ["NaViTPreTrainedModel", "NaViTVisionModel", "mrope_position_ids", "vision_cu_seqlens", "vision_position_ids", "window_order"]
+__all__ = ["NaViTPreTrainedModel", "NaViTVisionModel", "mrope_position_ids", "vision_cu_seqlens", "vision_position_ids",
+           "window_order", "window_permutation"]
