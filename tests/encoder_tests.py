@@ -32,6 +32,19 @@ BLOCK_THE_PACKAGE = textwrap.dedent("""
 """)
 
 
+def run_without_package(body: str, tmp_path) -> None:
+    """Run Python source `body` in a fresh, offline process where `import vlm_encoders` fails; it must succeed and
+    must not have imported the package by the end."""
+    script = BLOCK_THE_PACKAGE + textwrap.dedent(body) + textwrap.dedent("""
+        assert not any(m.startswith("vlm_encoders") for m in sys.modules)
+        print("REMOTE-OK")
+    """)
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "REMOTE-OK" in done.stdout, done.stderr[-3000:]
+
+
 def random_image(height: int, width: int, seed: int = 0) -> PIL.Image.Image:
     rng = np.random.default_rng(seed)
     return PIL.Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
@@ -190,7 +203,7 @@ class EncoderTests:
         image.save(tmp_path / "image.png")
         batch = processor(image, return_tensors="pt")
         torch.save({"batch": dict(batch), "embeds": self.run(model, batch).image_embeds}, tmp_path / "expected.pt")
-        script = BLOCK_THE_PACKAGE + textwrap.dedent(f"""
+        run_without_package(f"""
             import PIL.Image, torch
             from transformers import AutoImageProcessor, AutoModel
             model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
@@ -203,13 +216,7 @@ class EncoderTests:
             with torch.no_grad():
                 embeds = model({self.remote_call_kwargs()}).image_embeds
             assert torch.equal(embeds, expected["embeds"]), (embeds - expected["embeds"]).abs().max()
-            assert not any(m.startswith("vlm_encoders") for m in sys.modules)
-            print("REMOTE-OK")
-        """)
-        env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-        env.pop("PYTHONPATH", None)
-        done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert done.returncode == 0 and "REMOTE-OK" in done.stdout, done.stderr[-3000:]
+        """, tmp_path)
 
     def remote_call_kwargs(self) -> str:
         """Python source of the model kwargs in the remote-code subprocess (names: batch)."""

@@ -7,7 +7,7 @@ encoder lands without working inside the VLM. Tiny LLMs and a tokenizer trained 
 import pytest
 import torch
 
-from encoder_tests import BLOCK_THE_PACKAGE, random_image
+from encoder_tests import random_image, run_without_package
 from test_navit import NaViTContract
 from test_sam import SAMContract
 from test_vit import ViTContract
@@ -219,11 +219,6 @@ def test_llava_with_converted_weights_matches_transformers():
 @pytest.mark.parametrize("paradigm", list(PARADIGMS))
 def test_remote_code_for_the_whole_vlm(paradigm, tmp_path):
     """The saved VLM (config, model, processor, image processor) loads in a process that cannot import the package."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
     from vlm_encoders import PARADIGMS as registry
 
     model, processor = build(paradigm)
@@ -241,7 +236,7 @@ def test_remote_code_for_the_whole_vlm(paradigm, tmp_path):
     batch = processor(images=[image], text=[text], return_tensors="pt")
     with torch.no_grad():
         torch.save({"logits": model(**batch).logits, "ids": batch["input_ids"]}, tmp_path / "expected.pt")
-    script = BLOCK_THE_PACKAGE + textwrap.dedent(f"""
+    run_without_package(f"""
         import PIL.Image, torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
         model = AutoModelForImageTextToText.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
@@ -253,13 +248,7 @@ def test_remote_code_for_the_whole_vlm(paradigm, tmp_path):
             assert torch.equal(model(**batch).logits, expected["logits"])
         out = model.generate(**batch, max_new_tokens=3, do_sample=False)
         assert out.shape[1] == batch["input_ids"].shape[1] + 3
-        assert not any(m.startswith("vlm_encoders") for m in sys.modules)
-        print("REMOTE-OK")
-    """)
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert done.returncode == 0 and "REMOTE-OK" in done.stdout, done.stderr[-3000:]
+    """, tmp_path)
 
 
 def test_from_encoder_and_llm_folders(tmp_path):
