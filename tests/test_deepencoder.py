@@ -1,13 +1,90 @@
-"""DeepSeek-OCR's DeepEncoder (work in progress, issue 5): the vision features against transformers' Unlimited-OCR.
-
-The paradigm is not registered yet (modes, layout and processor come next); these tests pin what exists.
-"""
+"""DeepSeek-OCR's DeepEncoder: the shared contract, parity with transformers' Unlimited-OCR, the paper's token tables."""
 
 import pytest
 import torch
 
+from encoder_tests import EncoderTests, random_image
 from test_sam import randomize
-from vlm_encoders.conversion_deepencoder import convert_deepencoder
+from vlm_encoders import DeepEncoderConfig, DeepEncoderImageProcessor, DeepEncoderModel, convert_deepencoder
+
+
+def tiny_deepencoder_config(**overrides):
+    """Real patch (16 px), window (14) and modes, tiny widths and depths: a 1024 px view costs little."""
+    sam = dict(hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=2, output_channels=24,
+               global_attn_indexes=[1])
+    clip = dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=224,
+                patch_size=14, has_patch_embed=False, pos_embed_antialias=True, post_layernorm="none",
+                pooling="none", feature_layer=-1, feature_select="patch")
+    return DeepEncoderConfig(**{"sam_config": sam, "clip_config": clip, "compressor_channels": [40, 48],
+                                "out_hidden_size": 40, **overrides})
+
+
+class DeepEncoderContract(EncoderTests):
+    config_class = DeepEncoderConfig
+    model_class = DeepEncoderModel
+    processor_class = DeepEncoderImageProcessor
+    supports_flash = False  # SAM's relative positions are an additive bias
+    mode = "gundam"
+    # a tiled image (2 x 3 tiles of 640) between two that only get the global view
+    batch_sizes_hw = [(45, 61), (1000, 700), (38, 38)]
+    rejected_sizes = {(1, 1): "too small", (1, 4000): "too small", (4000, 1): "too small"}
+
+    def tiny_config(self, **overrides):
+        return tiny_deepencoder_config(**overrides)
+
+    def make_processor(self, config):
+        return DeepEncoderImageProcessor(mode=self.mode)
+
+    def split_image_embeds(self, output, batch):
+        return list(DeepEncoderModel.split_image_embeds(output.image_embeds, batch["pixel_values"],
+                                                        batch.get("pixel_values_local"), batch["image_tiles"]))
+
+    def invalid_pixel_inputs(self, config):
+        view, tile = torch.zeros(1, 3, 512, 512), torch.zeros(2, 3, 640, 640)
+        return [
+            (dict(pixel_values=torch.zeros(1, 3, 512, 448)), ValueError),  # not square
+            (dict(pixel_values=torch.zeros(1, 3, 500, 500)), ValueError),  # not a multiple of 64
+            (dict(pixel_values=torch.zeros(1, 4, 512, 512)), ValueError),
+            (dict(pixel_values=view.to(torch.uint8)), TypeError),
+            (dict(pixel_values=view, pixel_values_local=tile), ValueError),  # tiles without their grid
+            (dict(pixel_values=view, image_tiles=torch.tensor([[2, 1]])), ValueError),  # a grid without tiles
+            (dict(pixel_values=view, pixel_values_local=tile, image_tiles=torch.tensor([[3, 1]])), ValueError),
+            (dict(pixel_values=view, pixel_values_local=tile, image_tiles=torch.tensor([2, 1])), ValueError),
+        ]
+
+
+class TestDeepEncoder(DeepEncoderContract):
+    pass
+
+
+class TestDeepEncoderTiny(DeepEncoderContract):
+    """Tiny mode (512 px, stretched): the contract's layout and batching tests without tiles."""
+
+    mode = "tiny"
+    batch_sizes_hw = [(45, 61), (61, 45), (38, 38)]
+
+
+def test_mode_errors_are_clear():
+    with pytest.raises(ValueError, match="unknown DeepEncoder mode 'huge'"):
+        DeepEncoderImageProcessor(mode="huge")
+    with pytest.raises(ValueError, match="unknown DeepEncoder mode"):
+        DeepEncoderImageProcessor()(random_image(20, 20), mode="huge")
+    with pytest.raises(ValueError, match="min_tiles <= max_tiles"):
+        DeepEncoderImageProcessor(min_tiles=4, max_tiles=2)
+    processor = DeepEncoderImageProcessor(mode="gundam", max_tiles=4)
+    assert DeepEncoderImageProcessor(mode="gundam").get_layout(700, 3500)["tiles"] == (5, 1)  # 5:1
+    assert processor.get_layout(700, 3500)["tiles"] == (4, 1)  # at most 4 tiles
+    batch = processor(random_image(700, 3500), return_tensors="pt")
+    assert batch["image_tiles"].tolist() == [[4, 1]] and batch["pixel_values_local"].shape[0] == 4
+
+
+def test_hidden_states_run_through_both_stages():
+    torch.manual_seed(0)
+    model = DeepEncoderModel(tiny_deepencoder_config()).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 512, 512), output_hidden_states=True)
+    shapes = [tuple(h.shape) for h in out.hidden_states]
+    assert shapes == [(1, 1024, 32)] * 3 + [(1, 65, 48)] * 2  # SAM input + 2 blocks at 32x32, CLIP 2 blocks at 8x8
 
 
 def unlimited_ocr_vision(sam_depth=2, clip_depth=2):

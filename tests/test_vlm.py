@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from encoder_tests import random_image, run_without_package
+from test_deepencoder import DeepEncoderContract
 from test_navit import NaViTContract
 from test_sam import SAMContract
 from test_vit import ViTContract
 from tiny_models import tiny_tokenizer
 from vlm_encoders import PARADIGMS, VisionLanguageConfig, VisionLanguageModel, VisionLanguageProcessor
 
-ENCODERS = {"vlmenc_vit": ViTContract, "vlmenc_navit": NaViTContract, "vlmenc_sam": SAMContract}
+ENCODERS = {"vlmenc_vit": ViTContract, "vlmenc_navit": NaViTContract, "vlmenc_sam": SAMContract,
+            "vlmenc_deepencoder": DeepEncoderContract}
 LLMS = {
     "llama": dict(model_type="llama", hidden_size=48, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2),
@@ -28,6 +30,8 @@ LLMS = {
 GRID_ONLY_LLMS = {"qwen2_vl_text"}
 PAIRS = [(p, llm) for p in PARADIGMS for llm in LLMS if llm not in GRID_ONLY_LLMS or p == "vlmenc_navit"]
 SIZES = [(45, 61), (30, 30), (61, 45)]
+# DeepEncoder (Gundam) tiles images above 640 px: the second image, in the two-image prompt, gets 2 x 2 tiles
+PARADIGM_SIZES = {"vlmenc_deepencoder": [(45, 61), (700, 900), (61, 45)]}
 
 
 def build(paradigm, llm="llama", **config_kwargs):
@@ -42,15 +46,23 @@ def build(paradigm, llm="llama", **config_kwargs):
                                   **{"image_token_id": tokenizer.image_token_id, **config_kwargs})
     torch.manual_seed(0)
     model = VisionLanguageModel(config).eval()
+    with torch.no_grad():  # image features as large as the text embeddings, so that images steer the generation
+        for name, p in model.projector.named_parameters():
+            if name.endswith("weight"):
+                p.normal_(0.0, p.shape[1] ** -0.5)
+        for name, p in model.vision_tower.named_parameters():
+            if name.endswith(("image_newline", "view_separator")):
+                p.normal_(0.0, 1.0)
     processor = VisionLanguageProcessor(contract.make_processor(vision), tokenizer)
     return model, processor
 
 
-def prompts(n_images_per_prompt=(1, 2)):
+def prompts(n_images_per_prompt=(1, 2), paradigm=None):
+    sizes = PARADIGM_SIZES.get(paradigm, SIZES)
     texts, images, seed = [], [], 0
     for n in n_images_per_prompt:
         texts.append("<|user|>" + "<image>" * n + "Describe the image.<|assistant|>")
-        images.append([random_image(*SIZES[(seed + i) % len(SIZES)], seed=seed + i) for i in range(n)])
+        images.append([random_image(*sizes[(seed + i) % len(sizes)], seed=seed + i) for i in range(n)])
         seed += n
     return texts, images
 
@@ -62,7 +74,7 @@ def test_every_paradigm_has_a_vlm_test():
 @pytest.mark.parametrize("paradigm, llm", PAIRS)
 def test_forward_loss_and_labels(paradigm, llm):
     model, processor = build(paradigm, llm)
-    texts, images = prompts()
+    texts, images = prompts(paradigm=paradigm)
     batch = processor(images=images, text=texts, return_tensors="pt", return_labels=True)
     image_positions = batch["input_ids"] == processor.image_token_id
     counts = [processor.image_processor.get_number_of_image_tokens(im.height, im.width) for ims in images for im in ims]
@@ -80,7 +92,7 @@ def test_forward_loss_and_labels(paradigm, llm):
 def test_images_change_the_logits_only_through_their_positions(paradigm):
     """Features land exactly on the image positions: other images change the logits, text-only rows are unaffected."""
     model, processor = build(paradigm)
-    texts, images = prompts((1,))
+    texts, images = prompts((1,), paradigm)
     a = processor(images=images, text=texts, return_tensors="pt")
     b = processor(images=[[random_image(*SIZES[0], seed=99)]], text=texts, return_tensors="pt")
     with torch.no_grad():
@@ -93,7 +105,9 @@ def test_images_change_the_logits_only_through_their_positions(paradigm):
 @pytest.mark.parametrize("paradigm, llm", PAIRS)
 def test_generate_with_cache_batching_and_decoding_strategies(paradigm, llm):
     model, processor = build(paradigm, llm)
-    texts, images = prompts((1, 2))
+    texts, images = prompts((1, 2), paradigm)
+    if paradigm in PARADIGM_SIZES:  # the beam-search check below must cover tiles
+        assert processor(images=images, text=texts, return_tensors="pt")["image_tiles"].any()
     batch = processor(images=images, text=texts, return_tensors="pt")
     kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
     cached = model.generate(**batch, **kwargs)
@@ -117,6 +131,26 @@ def test_generate_with_cache_batching_and_decoding_strategies(paradigm, llm):
     text_only = processor(text=["<|user|>Describe the image.<|assistant|>"], return_tensors="pt")
     assert model.generate(**text_only, **kwargs).shape[1] == text_only["input_ids"].shape[1] + 6
     assert processor.batch_decode(cached[:, -6:], skip_special_tokens=True)[0] is not None
+
+
+@pytest.mark.parametrize("paradigm", list(PARADIGMS))
+def test_beam_expansion_repeats_each_prompts_own_images(paradigm):
+    """What beam search and num_return_sequences feed the model: every copy of a prompt carries that prompt's images.
+
+    Checked on the prefill logits, not on generated text: with transformers' default expansion a prompt alone is
+    expanded just as wrongly as in a batch, so batch-versus-alone generation could not tell.
+    """
+    model, processor = build(paradigm)
+    texts, images = prompts((1, 2), paradigm)
+    batch = processor(images=images, text=texts, return_tensors="pt")
+    input_ids, expanded = model._expand_inputs_for_generation(
+        3, False, batch["input_ids"], **{k: v for k, v in batch.items() if k != "input_ids"})
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, **expanded).logits[:, -1]  # (2 * 3, vocab)
+        for i in range(2):
+            alone = model(**processor(images=[images[i]], text=[texts[i]], return_tensors="pt")).logits[0, -1]
+            for copy in range(3):
+                torch.testing.assert_close(logits[3 * i + copy], alone, atol=1e-4, rtol=1e-4)
 
 
 def test_placeholder_and_feature_counts_must_agree():

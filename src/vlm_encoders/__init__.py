@@ -6,16 +6,20 @@ Importing the package registers every paradigm with transformers' Auto classes (
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
+from .configuration_deepencoder import DeepEncoderConfig
 from .configuration_navit import NAVIT_STYLES, NAVIT_VARIANTS, NaViTVisionConfig
 from .configuration_sam import SAM_VARIANTS, SAMVisionConfig
 from .configuration_vit import VIT_STYLES, VIT_VARIANTS, ViTVisionConfig
 from .configuration_vlm import PROJECTORS, VisionLanguageConfig
+from .conversion_deepencoder import convert_deepencoder
 from .conversion_navit import convert_qwen2_vl, navit_config_from_hf, navit_processor_from_hf
 from .conversion_sam import convert_sam
 from .conversion_vit import config_from_hf, convert_clip, convert_siglip, processor_from_hf
+from .image_processing_deepencoder import DeepEncoderImageProcessor
 from .image_processing_navit import NaViTImageProcessor
 from .image_processing_sam import SAMImageProcessor
 from .image_processing_vit import ViTImageProcessor
+from .modeling_deepencoder import DeepEncoderModel, DeepEncoderPreTrainedModel, DeepEncoderVisionModel
 from .modeling_navit import NaViTPreTrainedModel, NaViTVisionModel, mrope_position_ids
 from .modeling_sam import SAMPreTrainedModel, SAMVisionModel
 from .modeling_vit import ViTPreTrainedModel, ViTVisionModel
@@ -30,6 +34,7 @@ PARADIGMS = {
     "vlmenc_vit": (ViTVisionConfig, ViTVisionModel, ViTImageProcessor),
     "vlmenc_navit": (NaViTVisionConfig, NaViTVisionModel, NaViTImageProcessor),
     "vlmenc_sam": (SAMVisionConfig, SAMVisionModel, SAMImageProcessor),
+    "vlmenc_deepencoder": (DeepEncoderConfig, DeepEncoderModel, DeepEncoderImageProcessor),
 }
 
 
@@ -47,6 +52,11 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "DeepEncoderConfig",
+    "DeepEncoderImageProcessor",
+    "DeepEncoderModel",
+    "DeepEncoderPreTrainedModel",
+    "DeepEncoderVisionModel",
     "NAVIT_STYLES",
     "NAVIT_VARIANTS",
     "NaViTImageProcessor",
@@ -72,6 +82,7 @@ __all__ = [
     "VisionLanguageProcessor",
     "config_from_hf",
     "convert_clip",
+    "convert_deepencoder",
     "convert_qwen2_vl",
     "convert_sam",
     "convert_siglip",

@@ -1,9 +1,4 @@
-"""Configuration of DeepSeek-OCR's DeepEncoder: SAM-B windows -> 16x conv compressor -> CLIP-L global attention.
-
-Work in progress (issue 5): the vision features are complete and checked against transformers; the resolution
-modes, the token layout (newlines, view separator) and the image processor come next, and only then is the
-paradigm registered with the Auto classes.
-"""
+"""Configuration of DeepSeek-OCR's DeepEncoder: SAM-B windows -> 16x conv compressor -> CLIP-L global attention."""
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -55,9 +50,24 @@ class DeepEncoderConfig(PreTrainedConfig):
             raise ValueError("the CLIP stage is fed with the compressed map: clip_config.has_patch_embed must be False")
 
     @property
-    def feature_dim(self) -> int:
+    def vision_dim(self) -> int:
         """Width of the vision features: CLIP's patch tokens and the compressed SAM map side by side (2048)."""
         return self.clip_config.hidden_size + self.compressor_channels[-1]
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of `image_embeds`, what a VLM receives: already projected, newlines and separators included."""
+        return self.out_hidden_size
+
+    @property
+    def token_stride(self) -> int:
+        """Pixels per side of one output token: the SAM patch, then two stride-2 convolutions (64)."""
+        return self.sam_config.patch_size * 4
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """Transformer blocks in all: SAM's, then CLIP's (the length of `hidden_states` minus one)."""
+        return self.sam_config.num_hidden_layers + self.clip_config.num_hidden_layers
 
 
 __all__ = ["DEEPENCODER_CLIP", "DeepEncoderConfig"]

@@ -4,13 +4,15 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .configuration_deepencoder import DeepEncoderConfig
 from .configuration_navit import NaViTVisionConfig
 from .configuration_sam import SAMVisionConfig
 from .configuration_vit import ViTVisionConfig
 
 # model_type -> config class of every encoder the VLM can hold. A plain dict, not AutoConfig: in remote
 # code (a fresh process without this package) nothing has registered our model types with transformers.
-VISION_CONFIGS = {config.model_type: config for config in (ViTVisionConfig, NaViTVisionConfig, SAMVisionConfig)}
+VISION_CONFIGS = {config.model_type: config for config in (ViTVisionConfig, NaViTVisionConfig, SAMVisionConfig,
+                                                            DeepEncoderConfig)}
 
 # Projectors between the encoder's `image_embeds` and the LLM's embeddings, by exact name:
 #   mlp2x_gelu: Linear -> GELU -> Linear (LLaVA-1.5); linear: one Linear (LLaVA-1);

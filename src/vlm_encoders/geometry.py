@@ -225,7 +225,8 @@ def closest_tile_grid(height: int, width: int, *, tile: int, min_tiles: int, max
     return best
 
 
-def deepencoder_layout(height: int, width: int, mode: str, *, patch_size: int = 16, compression: int = 4) -> dict:
+def deepencoder_layout(height: int, width: int, mode: str, *, patch_size: int = 16, compression: int = 4,
+                       min_tiles: int = DEEPENCODER_MIN_TILES, max_tiles: int = DEEPENCODER_MAX_TILES) -> dict:
     """What DeepEncoder makes of a `height` x `width` image in `mode` (Tiny/Small/Base/Large/Gundam/Gundam-M).
 
     Returns `tiles` (columns, rows; (0, 0) without local views), `vision_tokens` (encoder outputs),
@@ -233,17 +234,21 @@ def deepencoder_layout(height: int, width: int, mode: str, *, patch_size: int = 
     canvas, plus one view separator) and `valid_tokens` (the paper's Eq. 1: tokens of a padded global
     view that cover the image, ceil(N * (1 - (max - min) / max))).
     Gundam tiles images larger than one tile on either side; smaller ones get the global view only.
+    A side of one pixel is refused: stretched or padded to a 512-1280 px view it carries nothing to read.
     """
     if mode not in DEEPENCODER_MODES:
         raise ValueError(f"unknown DeepEncoder mode {mode!r}; known: {sorted(DEEPENCODER_MODES)}")
     check_image_size(height, width)
+    if min(height, width) < 2:
+        raise ValueError(f"a {height}x{width} image is too small for DeepEncoder: each side needs at least 2 pixels")
+    if not 1 <= min_tiles <= max_tiles:
+        raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {min_tiles} and {max_tiles}")
     side, view, tile = DEEPENCODER_MODES[mode]
     per_side = -(-side // (patch_size * compression))  # ceil(side / 64): 16 at 1024
     vision, positions = per_side * per_side, per_side * (per_side + 1) + 1
     tiles = (0, 0)
     if tile and (height > tile or width > tile):
-        tiles = closest_tile_grid(height, width, tile=tile, min_tiles=DEEPENCODER_MIN_TILES,
-                                  max_tiles=DEEPENCODER_MAX_TILES)
+        tiles = closest_tile_grid(height, width, tile=tile, min_tiles=min_tiles, max_tiles=max_tiles)
         per_tile = -(-tile // (patch_size * compression))
         cols, rows = tiles
         vision += cols * rows * per_tile * per_tile

@@ -6,7 +6,7 @@
                image's aspect ratio (2 to 6 tiles) when a side exceeds one tile -> pixel_values_local (T, 3, t, t)
   image_tiles (B, 2): (columns, rows) of each image's tiles, (0, 0) for none
 
-Work in progress (issue 5). Pixels equal transformers' `UnlimitedOcrImageProcessor` with the same settings.
+Pixels equal transformers' `UnlimitedOcrImageProcessor` with the same settings.
 """
 
 import torch
@@ -57,14 +57,20 @@ class DeepEncoderImageProcessor(CheckedTorchvisionBackend):
         if not 1 <= self.min_tiles <= self.max_tiles:
             raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {self.min_tiles} and {self.max_tiles}")
 
+    def get_layout(self, height: int, width: int, **overrides) -> dict:
+        """Everything DeepEncoder makes of the image with these settings (see `geometry.deepencoder_layout`):
+        tiles, vision tokens, positions, the valid tokens of a padded view."""
+        return deepencoder_layout(height, width, overrides.get("mode", self.mode),
+                                  min_tiles=overrides.get("min_tiles", self.min_tiles),
+                                  max_tiles=overrides.get("max_tiles", self.max_tiles))
+
     def get_number_of_image_tokens(self, height: int, width: int, **overrides) -> int:
         """Positions the LLM sees for the image: tokens, a newline per row, one view separator."""
-        return deepencoder_layout(height, width, overrides.get("mode", self.mode))["positions"]
+        return self.get_layout(height, width, **overrides)["positions"]
 
     def get_processed_size(self, height: int, width: int, **overrides) -> tuple[int, int]:
         """(height, width) of the global view the encoder receives."""
-        side = DEEPENCODER_MODES[overrides.get("mode", self.mode)][0]
-        deepencoder_layout(height, width, overrides.get("mode", self.mode))  # validates the size
+        side = self.get_layout(height, width, **overrides)["global_side"]
         return side, side
 
     def _global_view(self, image: torch.Tensor, side: int, view: str, resample) -> torch.Tensor:
@@ -97,6 +103,7 @@ class DeepEncoderImageProcessor(CheckedTorchvisionBackend):
         for image in images:  # one at a time: every image has its own tile grid
             image = image[None]  # (1, C, H, W)
             height, width = image.shape[-2:]
+            deepencoder_layout(height, width, mode, min_tiles=min_tiles, max_tiles=max_tiles)  # refuses bad sizes
             globals_.append(self._global_view(image, side, view, resample))
             if tile and max(height, width) > tile:
                 tiles, grid = self._tiles(image[0], tile, resample, min_tiles, max_tiles)

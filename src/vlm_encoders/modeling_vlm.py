@@ -9,6 +9,8 @@ input_ids (B, L) with one image token per image position (the processor expands 
   -> the causal LLM, unchanged: loss, KV cache and generate() are its own
 """
 
+import itertools
+
 import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
@@ -16,16 +18,20 @@ from transformers.loss.loss_utils import ForCausalLMLoss
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_vlm import VisionLanguageConfig
+from .modeling_deepencoder import DeepEncoderModel
 from .modeling_navit import NaViTVisionModel, mrope_position_ids
 from .modeling_sam import SAMVisionModel
 from .modeling_vit import ViTVisionModel
 
 # model_type -> encoder class, the modeling side of configuration_vlm.VISION_CONFIGS (a plain dict: remote
 # code runs where nothing has registered our model types).
-VISION_MODELS = {"vlmenc_vit": ViTVisionModel, "vlmenc_navit": NaViTVisionModel, "vlmenc_sam": SAMVisionModel}
+VISION_MODELS = {"vlmenc_vit": ViTVisionModel, "vlmenc_navit": NaViTVisionModel, "vlmenc_sam": SAMVisionModel,
+                 "vlmenc_deepencoder": DeepEncoderModel}
 # LLMs whose rotary positions have (t, h, w) rows (Qwen2-VL's M-RoPE). transformers has no *ForCausalLM for
 # them: their base model gets our LM head, and positions come from the image grids (mrope_position_ids).
 MROPE_TEXT_MODELS = ("qwen2_vl_text", "qwen2_5_vl_text")
+# what the processors give besides the text: pixels, and each paradigm's description of them
+IMAGE_INPUTS = ("pixel_values", "image_grid_thw", "pixel_values_local", "image_tiles")
 
 
 class TextModelWithHead(nn.Module):
@@ -148,17 +154,25 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
 
-    def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None) -> torch.Tensor:
-        """(total image tokens, D_llm): every image's tokens, image after image, projected to the LLM width."""
-        kwargs = {"image_grid_thw": image_grid_thw} if image_grid_thw is not None else {}
-        features = self.vision_tower(pixel_values, **kwargs).image_embeds  # (B, N, D) or packed (N, D)
-        return self.projector(features.reshape(-1, features.shape[-1]))
+    def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None,
+                           pixel_values_local: torch.Tensor | None = None,
+                           image_tiles: torch.Tensor | None = None) -> torch.Tensor:
+        """(total image tokens, D_llm): every image's tokens, image after image, projected to the LLM width.
+
+        Besides pixel_values, each paradigm takes its own image inputs: NaViT's `image_grid_thw`, DeepEncoder's
+        tiles (`pixel_values_local`, `image_tiles`).
+        """
+        extra = {"image_grid_thw": image_grid_thw, "pixel_values_local": pixel_values_local, "image_tiles": image_tiles}
+        features = self.vision_tower(pixel_values, **{k: v for k, v in extra.items() if v is not None}).image_embeds
+        return self.projector(features.reshape(-1, features.shape[-1]))  # (B, N, D) or packed (N, D) -> (N_all, D)
 
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.LongTensor | None = None,
+        pixel_values_local: torch.Tensor | None = None,
+        image_tiles: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         past_key_values=None,
@@ -175,7 +189,8 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
         if pixel_values is not None:  # only at prefill: generate() drops pixel_values once a cache exists
             if input_ids is None:
                 raise ValueError("images need input_ids, to find the image positions")
-            features = self.get_image_features(pixel_values, image_grid_thw).to(inputs_embeds.dtype)
+            features = self.get_image_features(pixel_values, image_grid_thw, pixel_values_local,
+                                               image_tiles).to(inputs_embeds.dtype)
             positions = input_ids == self.config.image_token_id  # (B, L)
             if int(positions.sum()) != features.shape[0]:
                 raise ValueError(
@@ -198,33 +213,39 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
         """Beam search / several samples per prompt: repeat each prompt's own images with it.
 
         transformers repeats every tensor along dim 0, which is right for text but not for images: a prompt
-        may hold several images (or none), and NaViT's pixel_values are packed patches. So images are
-        assigned to prompts by counting each prompt's image tokens, then repeated prompt by prompt.
+        may hold several images (or none), NaViT's pixel_values are packed patches, and DeepEncoder's tiles
+        are a tensor of their own. So images are assigned to prompts by counting each prompt's image tokens,
+        then repeated prompt by prompt.
         """
-        pixel_values = model_kwargs.pop("pixel_values", None)
-        grids = model_kwargs.pop("image_grid_thw", None)
+        images = {key: model_kwargs.pop(key) for key in IMAGE_INPUTS if model_kwargs.get(key) is not None}
         input_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids,
                                                                         **model_kwargs)
-        if pixel_values is not None:
-            if expand_size > 1:
-                pixel_values, grids = self._repeat_images_per_prompt(input_ids[::expand_size], pixel_values, grids,
-                                                                     expand_size)
-            model_kwargs["pixel_values"] = pixel_values
-        if grids is not None:
-            model_kwargs["image_grid_thw"] = grids
-        return input_ids, model_kwargs
+        if "pixel_values" in images and expand_size > 1:
+            images = self._repeat_images_per_prompt(input_ids[::expand_size], images, expand_size)
+        return input_ids, {**model_kwargs, **images}
 
-    def _repeat_images_per_prompt(self, input_ids, pixel_values, grids, times):
-        if grids is not None:  # packed patches: image i owns a contiguous span of rows
-            patches = grids.prod(-1)
-            tokens = (patches // self.config.vision_config.spatial_merge_size**2).tolist()
-            starts = torch.cat([patches.new_zeros(1), patches.cumsum(0)]).tolist()
+    def _repeat_images_per_prompt(self, input_ids, images: dict, times: int) -> dict:
+        """Select the rows of every image input so that each prompt's images follow it `times` times."""
+        pixel_values, grids, tiles = images["pixel_values"], images.get("image_grid_thw"), images.get("image_tiles")
+        # each image's token count, and how many rows it owns in each image input
+        if grids is not None:  # NaViT: image i owns a contiguous span of packed patches
+            patches = grids.prod(-1).tolist()
+            tokens = [p // self.config.vision_config.spatial_merge_size**2 for p in patches]
+            spans = {"pixel_values": patches, "image_grid_thw": [1] * len(patches)}
+        elif tiles is not None:  # DeepEncoder: one global view each, and a span of tiles
+            local = images.get("pixel_values_local")
+            tokens = DeepEncoderModel.positions_per_image(pixel_values, local, tiles,
+                                                          self.config.vision_config.token_stride)
+            spans = {"pixel_values": [1] * len(tokens), "image_tiles": [1] * len(tokens)}
+            if local is not None:
+                spans["pixel_values_local"] = (tiles[:, 0] * tiles[:, 1]).tolist()
         else:  # one (C, H, W) entry per image, all giving the same number of tokens
-            tokens = [int((input_ids == self.config.image_token_id).sum()) // max(len(pixel_values), 1)] * len(pixel_values)
+            per_image = int((input_ids == self.config.image_token_id).sum()) // max(len(pixel_values), 1)
+            tokens, spans = [per_image] * len(pixel_values), {"pixel_values": [1] * len(pixel_values)}
         per_prompt, image = [], 0
         for row in input_ids:
             need, mine = int((row == self.config.image_token_id).sum()), []
-            while need > 0:
+            while need > 0 and image < len(tokens):
                 mine.append(image)
                 need -= tokens[image]
                 image += 1
@@ -232,10 +253,12 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
                 raise ValueError("the prompts' image tokens do not split into whole images")
             per_prompt.append(mine)
         order = [i for mine in per_prompt for _ in range(times) for i in mine]
-        if grids is None:
-            return pixel_values[order], None
-        rows = torch.cat([torch.arange(starts[i], starts[i + 1], device=pixel_values.device) for i in order])
-        return pixel_values[rows], grids[order]
+        repeated = dict(images)
+        for key, lengths in spans.items():
+            starts = [0, *itertools.accumulate(lengths)]
+            rows = [r for i in order for r in range(starts[i], starts[i + 1])]
+            repeated[key] = images[key][torch.tensor(rows, dtype=torch.long, device=images[key].device)]
+        return repeated
 
     def _mrope_positions(self, input_ids, pixel_values, image_grid_thw, attention_mask, past_key_values,
                          inputs_embeds) -> torch.Tensor:
