@@ -20,7 +20,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .geometry import navit_flops, vit_flops
+from .geometry import navit_flops, sam_flops, vit_flops
 
 VIT_CASES = {
     # name: (reference family, published vision config); LLaVA-1.5's tower and SigLIP-so400m, batch 1
@@ -80,6 +80,33 @@ def navit_config_flops(config, sizes: list[tuple[int, int]]) -> int:
                        merge_size=config.spatial_merge_size, out_hidden_size=config.out_hidden_size,
                        gated_mlp=config.mlp == "swiglu", window_tokens=window_tokens,
                        num_full_layers=len(config.fullatt_block_indexes))
+
+
+def sam_config_flops(config, height: int, width: int) -> int:
+    """Forward FLOPs of a `SAMVisionConfig` encoder on pixel_values of `height` x `width`."""
+    c = config
+    return sam_flops((height // c.patch_size, width // c.patch_size), hidden_size=c.hidden_size,
+                     intermediate_size=c.intermediate_size, num_layers=c.num_hidden_layers, window_size=c.window_size,
+                     num_global=len(c.global_attn_indexes), patch_dim=c.num_channels * c.patch_size**2,
+                     output_channels=c.output_channels)
+
+
+def deepencoder_config_flops(config, sides: list[int], project: bool = True) -> int:
+    """Forward FLOPs of DeepEncoder on square views of these sides (a global view and any tiles): SAM, the two
+    stride-2 convolutions, CLIP on the compressed grid plus CLS, and (with `project`) the linear projector."""
+    total = 0
+    for side in sides:
+        grid = side // config.sam_config.patch_size  # SAM's grid, 64 at 1024
+        (c1, c2), c0 = config.compressor_channels, config.sam_config.output_channels
+        compressor = 2 * 9 * ((grid // 2) ** 2 * c1 * c0 + (grid // 4) ** 2 * c2 * c1)
+        clip = config.clip_config
+        tokens = (grid // 4) ** 2
+        total += sam_config_flops(config.sam_config, side, side) + compressor + vit_flops(
+            tokens + 1, hidden_size=clip.hidden_size, intermediate_size=clip.intermediate_size,
+            num_layers=clip.num_hidden_layers, patch_dim=0, num_patches=0)
+        if project:
+            total += 2 * tokens * config.vision_dim * config.out_hidden_size
+    return total
 
 
 def matmul_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 10) -> float:

@@ -16,14 +16,17 @@ from importlib import resources
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .benchmark import navit_config_flops, peak_memory_mib, vit_config_flops
+from .benchmark import deepencoder_config_flops, navit_config_flops, peak_memory_mib, sam_config_flops, vit_config_flops
+from .configuration_deepencoder import DeepEncoderConfig
 from .configuration_navit import NaViTVisionConfig
 from .configuration_sam import SAMVisionConfig
 from .configuration_vit import ViTVisionConfig
-from .geometry import sam_flops, shortest_edge_size
+from .geometry import DEEPENCODER_MODES, shortest_edge_size
+from .image_processing_deepencoder import DeepEncoderImageProcessor
 from .image_processing_navit import NaViTImageProcessor
 from .image_processing_sam import SAMImageProcessor
 from .image_processing_vit import ViTImageProcessor
+from .modeling_deepencoder import DeepEncoderModel
 from .modeling_navit import NaViTVisionModel
 from .modeling_sam import SAMVisionModel
 from .modeling_vit import ViTVisionModel
@@ -198,10 +201,8 @@ def _sam_describe(processor, height: int, width: int) -> str:
 
 
 def _sam_flops(processor, model, height: int, width: int) -> int:
-    c = model.config
-    return sam_flops((c.grid_size, c.grid_size), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-                     num_layers=c.num_hidden_layers, window_size=c.window_size, num_global=len(c.global_attn_indexes),
-                     patch_dim=c.num_channels * c.patch_size**2, output_channels=c.output_channels)
+    side = processor.image_size
+    return sam_config_flops(model.config, side, side)
 
 
 def _sam_draw(image: Image.Image, processor) -> Image.Image:
@@ -221,6 +222,75 @@ def _sam_plan(budget: int, sizes: list) -> tuple:
     return f"SAM @1024 gives {tokens} tokens, over {budget} (its own setting has no smaller size)", None
 
 
+# ---- serial compression: DeepSeek-OCR's DeepEncoder --------------------------------------------------------
+
+def _deepencoder_processor(full: bool):
+    return DeepEncoderImageProcessor(mode="gundam" if full else "base")
+
+
+def _deepencoder_build(full: bool):
+    torch.manual_seed(0)
+    return _deepencoder_processor(full), DeepEncoderModel(DeepEncoderConfig()).eval()
+
+
+def _deepencoder_title(full: bool) -> str:
+    return f"DeepEncoder SAM-B>conv>CLIP-L, {'Gundam' if full else 'Base'}"
+
+
+def _deepencoder_describe(processor, height: int, width: int) -> str:
+    layout = processor.get_layout(height, width)
+    side = layout["global_side"]
+    view = f"stretch to {side}x{side}" if layout["global_view"] == "resize" else f"pad to {side}x{side}"
+    cols, rows = layout["tiles"]
+    tiles = f" + {cols}x{rows} tiles of {DEEPENCODER_MODES[processor.mode][2]}" if cols else ""
+    return f"{view}{tiles}; {layout['vision_tokens']} tokens + newlines"
+
+
+def _deepencoder_flops(processor, model, height: int, width: int) -> int:
+    layout = processor.get_layout(height, width)
+    cols, rows = layout["tiles"]
+    tile = DEEPENCODER_MODES[processor.mode][2]
+    return deepencoder_config_flops(model.config, [layout["global_side"]] + [tile] * (cols * rows))
+
+
+def _deepencoder_draw(image: Image.Image, processor) -> Image.Image:
+    """The global view with one cell per output token (64 px: a 16-px SAM patch, compressed 4x per side), and
+    Gundam's tiles beside it, each with its own token cells."""
+    batch = processor(image, return_tensors="pt")
+    panel = _to_pil(batch["pixel_values"][0], processor.image_mean, processor.image_std)
+    _draw_grid(panel, 64, (220, 0, 0), width=2)
+    cols, rows = batch["image_tiles"][0].tolist()
+    if not cols:
+        return panel
+    tiles = [_to_pil(t, processor.image_mean, processor.image_std) for t in batch["pixel_values_local"]]
+    side = tiles[0].width
+    canvas = Image.new("RGB", (cols * side + (cols - 1) * 8, rows * side + (rows - 1) * 8), "white")
+    for i, tile in enumerate(tiles):
+        _draw_grid(tile, 64, (0, 90, 220), width=2)
+        canvas.paste(tile, ((i % cols) * (side + 8), (i // cols) * (side + 8)))
+    canvas = _fit(canvas, panel.height)
+    both = Image.new("RGB", (canvas.width + 16 + panel.width, panel.height), "white")
+    both.paste(canvas, (0, 0))
+    both.paste(panel, (canvas.width + 16, 0))
+    return both
+
+
+def _deepencoder_plan(budget: int, sizes: list) -> tuple:
+    """The mode with the most positions per image (median) in which every image fits the budget."""
+    best = None
+    for mode in DEEPENCODER_MODES:
+        processor = DeepEncoderImageProcessor(mode=mode)
+        try:
+            counts = sorted(processor.get_number_of_image_tokens(h, w) for h, w in sizes)
+        except ValueError as error:  # e.g. a 1-pixel side: no mode takes it
+            return f"cannot take every image: {error}", None
+        if counts[-1] <= budget and (best is None or counts[len(counts) // 2] > best[0]):
+            best = (counts[len(counts) // 2], mode, processor)
+    if best is None:
+        return f"even Tiny mode gives 73 positions per image, over {budget}", None
+    return f"mode = {best[1]}", best[2]
+
+
 PARADIGM_SPECS = {
     "vit": ParadigmSpec("vit", _vit_title, _vit_build, _vit_describe, _vit_flops, _vit_draw, _vit_processor,
                         _vit_plan),
@@ -229,6 +299,9 @@ PARADIGM_SPECS = {
                           _navit_processor, _navit_plan, separators=2),
     "sam": ParadigmSpec("sam", _sam_title, _sam_build, _sam_describe, _sam_flops, _sam_draw, _sam_processor,
                         _sam_plan),
+    # positions already hold DeepSeek-OCR's newlines and view separator: no separators beyond them
+    "deepencoder": ParadigmSpec("deepencoder", _deepencoder_title, _deepencoder_build, _deepencoder_describe,
+                                _deepencoder_flops, _deepencoder_draw, _deepencoder_processor, _deepencoder_plan),
 }
 
 
