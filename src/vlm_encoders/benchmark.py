@@ -41,11 +41,14 @@ NAVIT_CASES = {
 # SAM's image encoder at its published size (transformers' SamVisionModel against ours), batch 1 at 1024 x 1024
 SAM_CASES = {"sam-b-1024": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                                 global_attn_indexes=[2, 5, 8, 11], image_size=1024)}
+# DeepSeek-OCR's DeepEncoder (SAM-B -> compressor -> CLIP-L) on one Base-mode view of this side, against
+# transformers' Unlimited-OCR vision model (the same architecture)
+DEEPENCODER_CASES = {"deepencoder-1024": 1024}
 # Image processors, transformers' against ours, on 32 photo-sized images (0.3 to 2 megapixels, mixed shapes).
 PROCESSOR_CASES = {"navit-processor": 32}
-CASES = [*VIT_CASES, *NAVIT_CASES, *SAM_CASES, *PROCESSOR_CASES]
+CASES = [*VIT_CASES, *NAVIT_CASES, *SAM_CASES, *DEEPENCODER_CASES, *PROCESSOR_CASES]
 # what `vlm-encoders benchmark` runs without arguments: a few minutes on 2 CPU cores
-QUICK_CASES = ["clip-l14-336", "siglip-so400m-384", "navit-448", "sam-b-1024", "navit-processor"]
+QUICK_CASES = ["clip-l14-336", "siglip-so400m-384", "navit-448", "sam-b-1024", "deepencoder-1024", "navit-processor"]
 
 
 @dataclass
@@ -174,6 +177,19 @@ class Pair:
     flops: int
 
 
+def randomize_(model: torch.nn.Module) -> torch.nn.Module:
+    """Every weight random (norm scales near 1). transformers initialises SAM's weights with std 1e-10: activations
+    that small become subnormal floats, which CPUs compute far more slowly, and that is not the work a trained
+    checkpoint does."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.normal_(1.0, 0.05)
+            else:
+                p.normal_(0.0, 0.02)
+    return model
+
+
 def build_pair(case: str, num_layers: int | None = None):
     """The transformers reference with random weights of the published shape, and ours converted from it."""
     torch.manual_seed(0)
@@ -184,8 +200,20 @@ def build_pair(case: str, num_layers: int | None = None):
 
         shape = {**SAM_CASES[case], **({"num_hidden_layers": num_layers} if num_layers else {})}
         shape["global_attn_indexes"] = [i for i in shape["global_attn_indexes"] if i < shape["num_hidden_layers"]]
-        reference = SamVisionModel(SamVisionConfig(**shape)).eval()
+        reference = randomize_(SamVisionModel(SamVisionConfig(**shape)).eval())
         return reference, convert_sam(reference)
+    if case in DEEPENCODER_CASES:
+        from transformers.models.unlimited_ocr.configuration_unlimited_ocr import UnlimitedOcrVisionConfig
+        from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrVisionModel
+
+        from .conversion_deepencoder import convert_deepencoder
+
+        depth = {}
+        if num_layers:  # SAM keeps its last block global, as DeepSeek-OCR's [2, 5, 8, 11] does
+            depth = dict(sam_config=dict(num_hidden_layers=num_layers, global_attn_indexes=[num_layers - 1]),
+                         encoder_config=dict(num_hidden_layers=num_layers))
+        reference = randomize_(UnlimitedOcrVisionModel(UnlimitedOcrVisionConfig(**depth)).eval())
+        return reference, convert_deepencoder(reference)
     if case in NAVIT_CASES:
         from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLVisionConfig
         from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
@@ -215,15 +243,18 @@ def _vit_pair(reference, ours, device: str) -> Pair:
 
 
 def _sam_pair(reference, ours, device: str) -> Pair:
-    from .geometry import sam_flops
-
     c = ours.config
     pixels = torch.randn(1, 3, c.image_size, c.image_size, device=device)
-    flops = sam_flops((c.grid_size, c.grid_size), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-                      num_layers=c.num_hidden_layers, window_size=c.window_size,
-                      num_global=len(c.global_attn_indexes), patch_dim=c.num_channels * c.patch_size**2,
-                      output_channels=c.output_channels)
+    flops = sam_config_flops(c, c.image_size, c.image_size)
     return Pair({"transformers": lambda: reference(pixels), "vlm-encoders": lambda: ours(pixels)}, c.grid_size**2, flops)
+
+
+def _deepencoder_pair(case: str, reference, ours, device: str) -> Pair:
+    side = DEEPENCODER_CASES[case]
+    pixels = torch.randn(1, 3, side, side, device=device)
+    flops = deepencoder_config_flops(ours.config, [side], project=False)
+    return Pair({"transformers": lambda: reference(pixels), "vlm-encoders": lambda: ours(pixels)},
+                (side // ours.config.token_stride) ** 2, flops)
 
 
 def _navit_pair(case: str, reference, ours, device: str) -> Pair:
@@ -279,6 +310,8 @@ def benchmark_case(case: str, rounds: int = 5, warmup: int = 1, device: str = "c
         reference.to(device), ours.to(device)
         if case in SAM_CASES:
             pair = _sam_pair(reference, ours, device)
+        elif case in DEEPENCODER_CASES:
+            pair = _deepencoder_pair(case, reference, ours, device)
         elif case in NAVIT_CASES:
             pair = _navit_pair(case, reference, ours, device)
         else:
@@ -329,7 +362,7 @@ def select_cases(names: list[str]) -> list[str]:
         if name == "vit":
             matches = list(VIT_CASES)
         if not matches:
-            raise ValueError(f"unknown benchmark case {name!r}; known: {CASES} (or a paradigm: vit, navit, sam)")
+            raise ValueError(f"unknown benchmark case {name!r}; known: {CASES} (or a paradigm: vit, navit, sam, deepencoder)")
         selected += [c for c in matches if c not in selected]
     return selected
 
@@ -347,4 +380,4 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-__all__ = ["CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "PROCESSOR_CASES", "QUICK_CASES", "SAM_CASES", "navit_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]
+__all__ = ["CASES", "DEEPENCODER_CASES", "NAVIT_CASES", "VIT_CASES", "LiveTensorBytes", "PROCESSOR_CASES", "QUICK_CASES", "SAM_CASES", "deepencoder_config_flops", "navit_config_flops", "randomize_", "sam_config_flops", "select_cases", "benchmark_case", "build_pair", "format_table", "matmul_peak_gflops", "peak_memory_mib", "run", "vit_config_flops"]

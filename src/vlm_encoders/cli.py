@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Interleaved A/B timing against transformers (fp32, batch 1): tokens, GFLOPs, ms, speed ratio, "
                     "peak activation memory and %% of this machine's matmul peak.")
     bench.add_argument("cases", nargs="*",
-                       help="benchmark cases or paradigms (vit, navit, sam); default: one quick case per paradigm "
+                       help="benchmark cases or paradigms (vit, navit, sam, deepencoder); default: one quick case per paradigm "
                             "plus the image-processor case (the navit-1024 and navit-pack8 cases take many minutes "
                             "on a CPU); see --list")
     bench.add_argument("--list", action="store_true", help="list the cases and exit")
