@@ -16,18 +16,8 @@ def tiny_qwen2_vl_config(vision_width: int = 64, **overrides) -> Qwen2VLConfig:
 
 def tiny_tokenizer(vocab_size: int = 200):
     """A byte-level BPE trained on the fly (no downloads), with `<image>` as one special token, left padding."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from vlm_encoders.synthetic import train_tokenizer
 
-    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "<|user|>", "<|assistant|>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
     corpus = ["Describe the image.", "What colour is the square?", "A red square on a white page.",
               "The digit is seven.", "Compare the two pictures.", "yes no maybe blue green red"] * 20
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", padding_side="left",
-                                   extra_special_tokens={"image_token": "<image>"})
+    return train_tokenizer(corpus, vocab_size)

@@ -52,13 +52,15 @@ class TextModelWithHead(nn.Module):
         return self.lm_head
 
     def forward(self, inputs_embeds, attention_mask=None, position_ids=None, past_key_values=None, labels=None,
-                use_cache=None, logits_to_keep=0, **kwargs) -> CausalLMOutputWithPast:
+                use_cache=None, logits_to_keep=0, num_items_in_batch=None, **kwargs) -> CausalLMOutputWithPast:
         out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=past_key_values, use_cache=use_cache, **kwargs)
         hidden = out.last_hidden_state
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden[:, keep])
-        loss = ForCausalLMLoss(logits, labels, vocab_size=self.config.vocab_size) if labels is not None else None
+        # num_items_in_batch: Trainer's count of label tokens over the whole (accumulated, multi-process) batch
+        loss = None if labels is None else ForCausalLMLoss(logits, labels, vocab_size=self.config.vocab_size,
+                                                           num_items_in_batch=num_items_in_batch)
         return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
                                       hidden_states=out.hidden_states, attentions=out.attentions)
 
@@ -100,9 +102,11 @@ class VisionLanguagePreTrainedModel(PreTrainedModel):
 class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
     """Encoder + projector + causal LLM; `generate()`, the loss, the KV cache are the LLM's own.
 
-    The three parts are named once, `vision_tower`, `projector` and `language_model`: freezing,
-    learning rates and what a checkpoint stores all go by these names.
+    The three parts are named once, in `parts` (user-facing name -> attribute): freezing, learning rates,
+    LoRA targets and what a checkpoint stores all go by these names (see `vlm_encoders.training`).
     """
+
+    parts = {"encoder": "vision_tower", "projector": "projector", "llm": "language_model"}
 
     def __init__(self, config: VisionLanguageConfig):
         super().__init__(config)
