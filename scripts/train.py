@@ -70,6 +70,10 @@ DEFAULTS = dict(
     # auto: only when the encoder trains. A VLM reads one feature layer of its encoder (LLaVA: the second to
     # last), so the layers after it and any pooling head get no gradient, which DDP must be told about
     ddp_find_unused_parameters="auto",
+    # FSDP (version 2) through Trainer: fsdp=True wraps the model's `_no_split_modules`, this encoder's blocks and
+    # this LLM's decoder layers; fsdp_config takes Trainer's keys (reshard_after_forward, cpu_offload, ...)
+    fsdp=False,
+    fsdp_config=None,
 )
 
 
@@ -218,6 +222,7 @@ def training_arguments(config: dict, train_parts=()):
         remove_unused_columns=False,  # the collator needs the image and text columns the model does not take
         dataloader_num_workers=config["dataloader_num_workers"], ddp_backend=config["backend"] or None,
         ddp_find_unused_parameters=find_unused, use_cpu=not torch.cuda.is_available(),
+        fsdp=bool(config["fsdp"]), fsdp_config=config["fsdp_config"],
     )
 
 
@@ -260,6 +265,8 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
 
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, "train_parts": train_parts,
                "lora_parts": lora_parts, "skipped_images": collator.skipped, "output_dir": config["output_dir"],
+               "wrapped_as": type(trainer.model_wrapped).__name__, "world_size": trainer.args.world_size,
+               "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
                "losses": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]}
     if trainer.is_world_process_zero():
         final = os.path.join(config["output_dir"], "final")

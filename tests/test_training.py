@@ -202,7 +202,9 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):
                           "29517", script, *common, f"output_dir={tmp_path / 'two'}", "per_device_train_batch_size=4",
                           "--backend", "gloo"], capture_output=True, text=True, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
-    losses = [json.loads((tmp_path / run_ / "train_summary.json").read_text())["losses"] for run_ in ("one", "two")]
+    summaries = [json.loads((tmp_path / run_ / "train_summary.json").read_text()) for run_ in ("one", "two")]
+    assert (summaries[1]["world_size"], summaries[1]["wrapped_as"]) == (2, "DistributedDataParallel")
+    losses = [summary["losses"] for summary in summaries]
     print("one process:", losses[0], "\ntwo processes:", losses[1])
     assert [s for s, _ in losses[0]] == [s for s, _ in losses[1]] == [1, 2, 3, 4]
     for (_, a), (_, b) in zip(*losses):
@@ -210,3 +212,37 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(tmp_path):
     weights = [load_file(tmp_path / run_ / "trained_parts.safetensors") for run_ in ("one", "two")]
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path):
+    common = ["max_steps=3", "train=encoder,projector,llm", "per_device_train_batch_size=4", "num_examples=32"]
+    plain = run(tmp_path / "plain", *common)
+    checkpointed = run(tmp_path / "checkpointed", *common, "gradient_checkpointing=True")
+    assert checkpointed["gradient_checkpointing"] and not plain["gradient_checkpointing"]
+    for (_, a), (_, b) in zip(plain["losses"], checkpointed["losses"]):
+        assert b == pytest.approx(a, rel=1e-5)
+
+
+@pytest.mark.parametrize("paradigm", ["vlmenc_vit", "vlmenc_navit", "vlmenc_sam", "vlmenc_deepencoder"])
+def test_fsdp_wraps_the_encoder_blocks_and_the_llm_layers(paradigm):
+    """What Accelerate's FSDP (shipped config: TRANSFORMER_BASED_WRAP, no class list) wraps: the model's
+    `_no_split_modules`, every name of which must exist in that model. Runs the real policy lookup; the sharded
+    run itself needs GPUs (on CPU processes Accelerate falls back to DDP)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from test_vlm import build
+
+    from vlm_encoders import PARADIGMS
+
+    assert set(PARADIGMS) == {"vlmenc_vit", "vlmenc_navit", "vlmenc_sam", "vlmenc_deepencoder"}  # extend the list
+    shipped = load_config_from_file(os.path.join(CONFIGS, "accelerate_fsdp.yaml"))
+    assert shipped.distributed_type == "FSDP" and "fsdp_transformer_layer_cls_to_wrap" not in shipped.fsdp_config
+    model, _ = build(paradigm)
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    plugin.set_auto_wrap_policy(model)
+    wrapped = {cls.__name__ for cls in plugin.auto_wrap_policy.keywords["transformer_layer_cls"]}
+    block = {"vlmenc_vit": "ViTEncoderLayer", "vlmenc_navit": "NaViTBlock", "vlmenc_sam": "SAMBlock",
+             "vlmenc_deepencoder": "SAMBlock"}[paradigm]
+    assert {block, "LlamaDecoderLayer"} <= wrapped
+    present = {type(m).__name__ for m in model.modules()}
+    assert wrapped <= present

@@ -118,6 +118,12 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
         else:
             self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.rope_deltas = None  # M-RoPE: per-row offset of decode positions, set at each prefill
+        # the blocks FSDP wraps and device maps never split: this encoder's and this LLM's, as named in the model
+        # (Accelerate looks every name up and fails on one the model does not contain)
+        llm = getattr(self.language_model, "model", self.language_model) if self.uses_mrope else self.language_model
+        present = {type(module).__name__ for module in self.modules()}
+        names = [*self.vision_tower._no_split_modules, *(llm._no_split_modules or [])]
+        self._no_split_modules = [name for name in dict.fromkeys(names) if name in present]
         self.post_init()
 
     @property
