@@ -100,7 +100,7 @@ def unlimited_ocr_vision(sam_depth=2, clip_depth=2):
 
 
 @pytest.mark.parametrize("side, tokens", [(1024, 256), (640, 100), (512, 64)])
-def test_features_match_unlimited_ocr(side, tokens):
+def test_features_match_unlimited_ocr(side, tokens, record_parity):
     """Base (1024), Small (640) and Tiny (512): 16x compression, 2048-d features (CLIP patch tokens + SAM map)."""
     theirs = unlimited_ocr_vision()
     ours = convert_deepencoder(theirs)
@@ -112,6 +112,8 @@ def test_features_match_unlimited_ocr(side, tokens):
     assert expected.abs().mean() > 1e-2  # a real signal, not the near-zero output of an untrained init
     delta = (got - expected).abs().max().item()
     assert delta <= 1e-4, delta
+    record_parity("deepencoder", "UnlimitedOcrVisionModel", f"2048-d features at {side}², SAM-B and CLIP-L "
+                  "widths, 2 + 2 blocks", delta)
 
 
 def test_config_rejects_a_clip_stage_with_its_own_patch_embedding():
@@ -176,7 +178,7 @@ def test_tile_grid_matches_the_reference_rule():
         assert closest_tile_grid(height, width, tile=640, min_tiles=2, max_tiles=6) == tuple(expected), (height, width)
 
 
-def test_projected_layout_with_tiles_matches_unlimited_ocr():
+def test_projected_layout_with_tiles_matches_unlimited_ocr(record_parity):
     """Projector, newline after every row, view separator; a Gundam image (2x2 tiles) and a Base image in one batch."""
     from transformers.models.unlimited_ocr.configuration_unlimited_ocr import UnlimitedOcrConfig
     from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModel
@@ -205,6 +207,8 @@ def test_projected_layout_with_tiles_matches_unlimited_ocr():
     delta = (out.image_embeds - torch.cat(expected)).abs().max().item()
     print(f"DeepEncoder layout max |delta| vs UnlimitedOcrModel.get_image_features: {delta:.2e}")
     assert torch.cat(expected).abs().mean() > 1e-2 and delta <= 1e-4, delta
+    record_parity("deepencoder", "UnlimitedOcrModel.get_image_features", "projected layout: a Gundam image (2x2 "
+                  "tiles) and a Base image, newlines and separators, 2 + 1 blocks", delta)
 
 
 @pytest.mark.parametrize("mode", ["gundam", "base", "tiny"])

@@ -57,23 +57,27 @@ def compare(theirs, ours, batch, window_index=None):
 
 
 @pytest.mark.parametrize("depth", [2, pytest.param(32, marks=pytest.mark.slow)])
-def test_qwen2_vl_tower_matches_transformers(depth):
+def test_qwen2_vl_tower_matches_transformers(depth, record_parity):
     theirs = qwen2_vl(depth)
     ours = convert_qwen2_vl(theirs)
     assert ours.config.hidden_size == 1280 and ours.config.out_hidden_size == 3584
     batch = NaViTImageProcessor()(images(PACK_SIZES), return_tensors="pt")
     assert len(set(batch["image_grid_thw"].prod(-1).tolist())) == 3
-    compare(theirs, ours, batch)
+    deltas = compare(theirs, ours, batch)
+    record_parity("navit", "Qwen2VisionTransformerPretrainedModel",
+                  f"Qwen2-VL-7B tower, {depth} of 32 blocks, a pack of 3 images", max(deltas.values()))
 
 
 @pytest.mark.parametrize("depth, fullatt", [(4, [1, 3]), pytest.param(32, [7, 15, 23, 31], marks=pytest.mark.slow)])
-def test_qwen25_vl_tower_with_windows_matches_transformers(depth, fullatt):
+def test_qwen25_vl_tower_with_windows_matches_transformers(depth, fullatt, record_parity):
     theirs = qwen25_vl(depth, fullatt)
     ours = convert_qwen2_vl(theirs)
     assert (ours.config.window_size, ours.config.fullatt_block_indexes, ours.config.norm) == (112, fullatt, "rmsnorm")
     batch = NaViTImageProcessor()(images(PACK_SIZES), return_tensors="pt")
     window_index, _ = get_vision_window_index(batch["image_grid_thw"], 2, 112, 14)
-    compare(theirs, ours, batch, window_index)
+    deltas = compare(theirs, ours, batch, window_index)
+    record_parity("navit", "Qwen2_5_VisionTransformerPretrainedModel",
+                  f"Qwen2.5-VL-7B tower with windows, {depth} of 32 blocks, a pack of 3 images", max(deltas.values()))
 
 
 def test_small_pack_uses_the_masked_path_and_still_matches():

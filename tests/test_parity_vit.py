@@ -55,21 +55,24 @@ def check_parity(ours, theirs, pixel_values, feature_layer, interpolate=False):
 
 
 @pytest.mark.parametrize("depth", [2, pytest.param(24, marks=pytest.mark.slow)])
-def test_clip_l14_336_matches_transformers(depth):
+def test_clip_l14_336_matches_transformers(depth, record_parity):
     theirs = reference(CLIPVisionModel, CLIPVisionConfig, CLIP_L_336, depth)
     ours = convert_clip(theirs)
     pixels = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})(
         odd_images()[:2], return_tensors="pt").pixel_values
-    check_parity(ours, theirs, pixels, feature_layer=-2)
+    deltas = check_parity(ours, theirs, pixels, feature_layer=-2)
+    record_parity("vit", "CLIPVisionModel", f"CLIP ViT-L/14@336, {depth} of 24 layers, 2 images", max(deltas.values()))
 
 
 @pytest.mark.parametrize("depth", [2, pytest.param(27, marks=pytest.mark.slow)])
-def test_siglip_so400m_384_matches_transformers(depth):
+def test_siglip_so400m_384_matches_transformers(depth, record_parity):
     theirs = reference(SiglipVisionModel, SiglipVisionConfig, SIGLIP_SO400M_384, depth)
     ours = convert_siglip(theirs)
     assert ours.config.grid_size == 27  # 384 = 27 * 14 + 6: the remainder is dropped, 729 tokens
     pixels = SiglipImageProcessor(size={"height": 384, "width": 384})(odd_images()[:2], return_tensors="pt").pixel_values
-    check_parity(ours, theirs, pixels, feature_layer=-1)
+    deltas = check_parity(ours, theirs, pixels, feature_layer=-1)
+    record_parity("vit", "SiglipVisionModel", f"SigLIP so400m/14@384, {depth} of 27 layers, 2 images",
+                  max(deltas.values()))
     assert ours(pixels[:1]).image_embeds.shape == (1, 729, 1152)
 
 

@@ -65,7 +65,7 @@ def published_sam(depth, global_attn_indexes, image_size=1024):
 
 
 @pytest.mark.parametrize("depth, global_attn", [(4, [1, 3]), pytest.param(12, [2, 5, 8, 11], marks=pytest.mark.slow)])
-def test_sam_b_matches_transformers(depth, global_attn):
+def test_sam_b_matches_transformers(depth, global_attn, record_parity):
     theirs = published_sam(depth, global_attn)
     ours = convert_sam(theirs)
     assert ours.config.global_attn_indexes == global_attn and ours.config.output_channels == 256
@@ -81,6 +81,7 @@ def test_sam_b_matches_transformers(depth, global_attn):
     assert expected.abs().mean() > 1e-2  # a real signal
     delta = (got - expected.flatten(2).transpose(1, 2)).abs().max().item()
     assert delta <= 1e-4, delta
+    record_parity("sam", "SamVisionModel", f"SAM-B @1024, {depth} of 12 blocks (global {global_attn})", delta)
 
 
 def test_relative_position_bias_in_query_blocks_is_exact(monkeypatch):

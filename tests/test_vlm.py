@@ -226,7 +226,7 @@ def test_save_load_auto_classes_and_pipeline(paradigm, tmp_path):
     assert isinstance(result[0]["generated_text"], list | str)
 
 
-def test_llava_with_converted_weights_matches_transformers():
+def test_llava_with_converted_weights_matches_transformers(record_parity):
     """ViT + MLP projector + Llama against `LlavaForConditionalGeneration`: the same logits from the same prompt."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
@@ -247,6 +247,8 @@ def test_llava_with_converted_weights_matches_transformers():
         expected = theirs(input_ids=ids, pixel_values=pixels).logits
         got = ours(input_ids=ids, pixel_values=pixels).logits
     print(f"max |delta| logits vs LlavaForConditionalGeneration: {(got - expected).abs().max().item():.2e}")
+    record_parity("vlm", "LlavaForConditionalGeneration", "logits: CLIP ViT (3 layers) + MLP projector + Llama "
+                  "(2 layers), converted weights", (got - expected).abs().max().item())
     assert (got - expected).abs().max() <= 1e-4, (got - expected).abs().max()
 
 
@@ -322,7 +324,7 @@ def test_from_encoder_and_llm_folders(tmp_path):
     assert features(random_image(30, 30), return_tensors=True).shape == (1, 50, 32)
 
 
-def test_navit_with_an_mrope_llm_matches_qwen2_vl():
+def test_navit_with_an_mrope_llm_matches_qwen2_vl(record_parity):
     """NaViT + Qwen2-VL's M-RoPE LLM against `Qwen2VLForConditionalGeneration`: logits at prefill, and greedy
     generation with the KV cache (decode positions continue from each row's M-RoPE delta), left-padded batch."""
     from transformers import Qwen2VLForConditionalGeneration
@@ -359,6 +361,8 @@ def test_navit_with_an_mrope_llm_matches_qwen2_vl():
     delta = (got[valid] - expected[valid]).abs().max().item()
     print(f"max |delta| logits vs Qwen2VLForConditionalGeneration: {delta:.2e}")
     assert delta <= 1e-4
+    record_parity("vlm", "Qwen2VLForConditionalGeneration", "prefill logits: NaViT + M-RoPE LLM, a left-padded "
+                  "batch of 2 prompts with 3 images", delta)
     kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
     theirs_out = theirs.generate(**inputs, mm_token_type_ids=(ids == 120).int(), **kwargs)
     assert torch.equal(ours.generate(**inputs, **kwargs), theirs_out)
