@@ -108,12 +108,21 @@ def parity_section(card: str) -> str:
         "-m 'slow or not slow' ...` (random weights of the published shapes).")
 
 
+def benchmark_results(path: str) -> list[dict]:
+    """The result rows of a benchmark JSON: a list from `vlm-encoders benchmark --json`, or runs of such lists
+    with their commands ({"machine": ..., "runs": [{"command": ..., "results": [...]}]})."""
+    data = json.load(open(path))
+    if isinstance(data, dict):
+        return [r for run in data["runs"] for r in run["results"]]
+    return data
+
+
 def benchmark_section(card: str) -> str:
     path = os.path.join(CARDS, "measurements", f"{card}_benchmark_cpu_2core.json")
     if not os.path.exists(path):
         return "_No benchmark recorded for this card._"
     rows = [[r["case"], r["model"], r["tokens"], f"{r['gflops']:.0f}", f"{r['ms']:.0f}", f"{r['ratio']:.2f}",
-             f"{r['peak_mib']:.0f}"] for r in json.load(open(path))]
+             f"{r['peak_mib']:.0f}"] for r in benchmark_results(path)]
     return _table(["case", "model", "tokens", "GFLOPs", "ms", "speed vs transformers", "peak MiB"], rows) + (
         "\n\nfp32, batch 1, 2 CPU cores, medians of interleaved rounds; peak MiB is the extra memory of one forward.")
 

@@ -5,11 +5,9 @@ and fills in the hooks. Tiny configs with odd sizes; no network.
 """
 
 import ast
+import importlib.util
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import PIL.Image
@@ -21,27 +19,17 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 TOKEN_COUNT_SIZES = [(1, 1), (1, 4000), (4000, 1), (7, 5), (31, 517), (333, 517), (517, 333), (480, 640), (1080, 1920)]
 
 
-# Python source for a subprocess: from here on, `import vlm_encoders` fails, as on a machine without the package
-BLOCK_THE_PACKAGE = textwrap.dedent("""
-    import sys
-    class NoPackage:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "vlm_encoders":
-                raise ImportError("vlm_encoders is blocked in this test")
-    sys.meta_path.insert(0, NoPackage())
-""")
+# the exported-folder check of scripts/export.py: a fresh, offline process where `import vlm_encoders` fails
+_spec = importlib.util.spec_from_file_location(
+    "export_script", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "export.py"))
+_export = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_export)
+BLOCK_THE_PACKAGE = _export.BLOCK_THE_PACKAGE
 
 
 def run_without_package(body: str, tmp_path) -> None:
-    """Run Python source `body` in a fresh, offline process where `import vlm_encoders` fails; it must succeed and
-    must not have imported the package by the end."""
-    script = BLOCK_THE_PACKAGE + textwrap.dedent(body) + textwrap.dedent("""
-        assert not any(m.startswith("vlm_encoders") for m in sys.modules)
-        print("REMOTE-OK")
-    """)
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    """Run Python source `body` where `import vlm_encoders` fails; it must succeed without importing the package."""
+    done = _export.run_without_package(body, str(tmp_path))
     assert done.returncode == 0 and "REMOTE-OK" in done.stdout, done.stderr[-3000:]
 
 
