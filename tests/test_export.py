@@ -142,6 +142,10 @@ def test_every_encoder_card_renders_from_measurements(paradigm):
     card = export.render_card(model, processor, paradigm, "me/encoder")
     header, body = header_and_body(card)
     assert header["pipeline_tag"] == "image-feature-extraction" and "{{" not in body
+    assert header["license"] and header["library_name"] == "transformers" and "custom_code" in header["tags"]
+    for section in ("## Usage", "## This checkpoint", "## Limitations", "## Citation", "arity"):
+        assert section in body, (paradigm, section)
+    assert 'from_pretrained("me/encoder", trust_remote_code=True)' in body
     name = export.CARD_FOR[paradigm]
     for kind in ("parity", "benchmark_cpu_2core"):
         path = os.path.join(ROOT, "model_cards", "measurements", f"{name}_{kind}.json")

@@ -73,6 +73,11 @@ def test_stage_1_trains_the_projector_alone_and_stores_it(tmp_path):
         assert same == (not name.startswith("projector.")), name
     stored = load_file(tmp_path / "trained_parts.safetensors")
     assert stored and all(name.startswith("projector.") for name in stored)
+    from vlm_encoders.training import load_parts
+
+    assert load_parts(model, str(tmp_path / "trained_parts.safetensors")) == sorted(stored)  # the fresh model ...
+    for name, tensor in final.state_dict().items():  # ... plus the parts file is the trained model
+        assert torch.equal(tensor, model.state_dict()[name]), name
 
 
 def test_each_part_gets_its_own_learning_rate(tmp_path):
