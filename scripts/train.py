@@ -35,7 +35,7 @@ DEFAULTS = dict(
     image_column="image",
     question_column="question",
     answer_column="answer",
-    prompt="<|user|><image>{question}<|assistant|>",
+    prompt="<|user|><image>{question}<|assistant|>",  # or "chat": the processor's chat template
     # what trains (parts: encoder, projector, llm)
     stage=1,  # 1: projector only; 2: projector + llm
     train="",  # explicit parts to train, instead of the stage's
@@ -180,9 +180,12 @@ def load_training_data(config: dict):
                          "image_column=, question_column=, answer_column=)")
     if config["num_examples"] and not name.startswith("synthetic:"):
         dataset = dataset.select(range(min(config["num_examples"], len(dataset))))
-    if isinstance(dataset.features[config["image_column"]], datasets.Image):
-        # keep the encoded bytes: decoding happens per row in the transform, where a broken image is skipped
+    # keep the encoded bytes: decoding happens per row in the transform, where a broken image is skipped
+    feature = dataset.features[config["image_column"]]
+    if isinstance(feature, datasets.Image):
         dataset = dataset.cast_column(config["image_column"], datasets.Image(decode=False))
+    elif isinstance(getattr(feature, "feature", None), datasets.Image):  # a list of images per row
+        dataset = dataset.cast_column(config["image_column"], type(feature)(datasets.Image(decode=False)))
     dataset.set_transform(lazy_image_transform(config["image_column"]))
     return dataset
 
@@ -214,8 +217,8 @@ def training_arguments(config: dict, train_parts=()):
         per_device_train_batch_size=config["per_device_train_batch_size"],
         gradient_accumulation_steps=config["gradient_accumulation_steps"], weight_decay=config["weight_decay"],
         warmup_steps=config["warmup_steps"], lr_scheduler_type=config["lr_scheduler_type"],
-        gradient_checkpointing=config["gradient_checkpointing"],
-        gradient_checkpointing_kwargs={"use_reentrant": False} if config["gradient_checkpointing"] else None,
+        activation_checkpointing=config["gradient_checkpointing"],  # transformers' new name for it
+        activation_checkpointing_kwargs={"use_reentrant": False} if config["gradient_checkpointing"] else None,
         bf16=bool(bf16), seed=config["seed"], data_seed=config["seed"], logging_steps=config["logging_steps"],
         save_strategy="steps" if config["save_steps"] else "no", save_steps=config["save_steps"] or 500,
         save_total_limit=config["save_total_limit"], report_to=config["report_to"],
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None, callbacks=None) -> dict:
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, "train_parts": train_parts,
                "lora_parts": lora_parts, "skipped_images": collator.skipped, "output_dir": config["output_dir"],
                "wrapped_as": type(trainer.model_wrapped).__name__, "world_size": trainer.args.world_size,
-               "gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
+               "gradient_checkpointing": bool(getattr(model, "is_activation_checkpointing", False)),
                "losses": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]}
     if trainer.is_world_process_zero():
         final = os.path.join(config["output_dir"], "final")

@@ -154,3 +154,21 @@ def test_every_encoder_card_renders_from_measurements(paradigm):
             for row in rows:
                 cell = f"{row['max_abs_delta']:.1e}" if kind == "parity" else f"{row['ms']:.0f}"
                 assert cell in body, (name, kind, cell)
+
+
+def test_an_encoder_folder_exports_with_its_card(tmp_path):
+    """An encoder alone (DeepEncoder here): AutoModel remote code, the encoder's card, a clean-process reload."""
+    from test_deepencoder import DeepEncoderContract
+
+    contract = DeepEncoderContract()
+    model = contract.build()
+    model.save_pretrained(tmp_path / "encoder")
+    contract.make_processor(model.config).save_pretrained(tmp_path / "encoder")
+    out = export.main(["--model", str(tmp_path / "encoder"), "--repo-id", "me/deepencoder-tiny",
+                       "--out", str(tmp_path / "export")])
+    config = json.loads(open(os.path.join(out, "config.json")).read())
+    assert config["auto_map"]["AutoModel"] == "modeling_deepencoder.DeepEncoderModel"
+    assert "modeling_deepencoder.py" in os.listdir(out) and "modeling_vlm.py" not in os.listdir(out)
+    header, body = header_and_body(open(os.path.join(out, "README.md")).read())
+    assert header["pipeline_tag"] == "image-feature-extraction" and "# DeepEncoder" in body
+    assert f"Parameters: {sum(p.numel() for p in model.parameters()):,}" in body

@@ -138,6 +138,60 @@ def test_collator_labels_only_the_answer_and_skips_broken_images():
         VLMDataCollator(processor, prompt="{question}")
 
 
+def test_collator_takes_several_images_per_row_and_the_chat_template():
+    from vlm_encoders.training import VLMDataCollator
+
+    _, processor = train.build_model_and_processor(train.load_config(os.path.join(CONFIGS, "colours_tiny.py"), []))
+    rows = [colour_dataset(3, seed=2)[i] for i in range(3)]
+    pair = {"image": [rows[0]["image"], rows[1]["image"]], "question": "Which colours?", "answer": "red blue"}
+    per_image = processor.image_processor.get_number_of_image_tokens(height=64, width=64)
+    for prompt in ("<|user|><image>{question}<|assistant|>", "chat"):
+        collator = VLMDataCollator(processor, prompt=prompt)
+        batch = collator([pair, rows[2]])
+        image_tokens = (batch["input_ids"] == processor.image_token_id).sum(-1).tolist()
+        assert image_tokens == [2 * per_image, per_image] and batch["pixel_values"].shape[0] == 3
+        labelled = batch["labels"][0][batch["labels"][0] != -100]
+        assert processor.tokenizer.decode(labelled) == "red blue" + processor.tokenizer.eos_token
+    assert collator.prompt_text("Q?", 2) == processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Q?"}]}],
+        add_generation_prompt=True, tokenize=False)
+
+
+def test_multi_image_rows_and_pretrained_folders_train(tmp_path):
+    """encoder= + llm= (two pretrained folders, the LLM's tokenizer without an image token), a save_to_disk dataset
+    whose rows hold two images each, the chat prompt."""
+    import datasets
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tiny_models import tiny_tokenizer
+    from vlm_encoders import ViTImageProcessor, ViTVisionConfig, ViTVisionModel
+
+    config = train.load_config(os.path.join(CONFIGS, "colours_tiny.py"), [])
+    ViTVisionModel(ViTVisionConfig(**{k: v for k, v in config["scratch"]["vision_config"].items()
+                                      if k != "model_type"})).save_pretrained(tmp_path / "encoder")
+    ViTImageProcessor(**config["scratch"]["image_processor"]).save_pretrained(tmp_path / "encoder")
+    tokenizer = tiny_tokenizer()
+    plain = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, bos_token="<s>", eos_token="</s>",
+                                unk_token="<unk>")
+    plain.save_pretrained(tmp_path / "llm")
+    LlamaForCausalLM(LlamaConfig(hidden_size=48, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                 num_key_value_heads=2, vocab_size=len(plain))).save_pretrained(tmp_path / "llm")
+    single = colour_dataset(16, seed=4)
+    pairs = datasets.Dataset.from_dict(
+        {"image": [[single[i]["image"], single[i + 1]["image"]] for i in range(0, 16, 2)],
+         "question": ["What colours are the squares?"] * 8,
+         "answer": [f"{single[i]['answer']} {single[i + 1]['answer']}" for i in range(0, 16, 2)]},
+        features=datasets.Features({"image": datasets.List(datasets.Image()), "question": datasets.Value("string"),
+                                    "answer": datasets.Value("string")}))
+    pairs.save_to_disk(str(tmp_path / "pairs"))
+    summary = train.main(["--config", os.path.join(CONFIGS, "colours_tiny.py"), "scratch=None",
+                          f"encoder={tmp_path / 'encoder'}", f"llm={tmp_path / 'llm'}", f"dataset={tmp_path / 'pairs'}",
+                          "prompt=chat", "stage=1", "train=''", "max_steps=2", "per_device_train_batch_size=4",
+                          f"output_dir={tmp_path / 'out'}", "logging_steps=1"])
+    assert summary["global_step"] == 2 and summary["train_parts"] == ["projector"] and summary["skipped_images"] == 0
+    assert all(loss == loss for _, loss in summary["losses"])  # finite, not NaN
+
+
 def test_undecodable_images_in_a_dataset_are_skipped_and_counted(tmp_path):
     import datasets
 

@@ -159,27 +159,38 @@ def decode_image(value) -> Image.Image | None:
         return None
 
 
+def decode_images(value):
+    """One image or a list of them (a multi-image row); a list with any undecodable image gives None."""
+    if isinstance(value, (list, tuple)):
+        images = [decode_image(v) for v in value]
+        return None if any(image is None for image in images) else images
+    return decode_image(value)
+
+
 def lazy_image_transform(image_column: str):
     """For `dataset.set_transform`: decode the image column row by row when a batch is drawn, not up front."""
 
     def transform(batch: dict) -> dict:
-        return {**batch, image_column: [decode_image(value) for value in batch[image_column]]}
+        return {**batch, image_column: [decode_images(value) for value in batch[image_column]]}
 
     return transform
 
 
 class VLMDataCollator:
-    """(image, question, answer) rows -> a VLM batch whose labels are the answer tokens only.
+    """(image(s), question, answer) rows -> a VLM batch whose labels are the answer tokens only.
 
-    The text of a row is `prompt.format(question=...) + answer + eos`; the prompt holds the `<image>`
-    placeholder, which the processor expands. Rows whose image is None (did not decode) are skipped and counted
-    in `skipped`; a batch where every image fails repeats the last good rows, so a run never stops mid-epoch.
+    The text of a row is its prompt + answer + eos. `prompt` is either a template with `{question}` and one
+    `<image>` placeholder, which stands for all of the row's images (a row may hold a list of them), or `"chat"`:
+    the processor's chat template with a user turn of the images and the question, and the generation prompt.
+    Rows whose image is None (did not decode) are skipped and counted in `skipped`; a batch where every image
+    fails repeats the last good rows, so a run never stops mid-epoch.
     """
 
     def __init__(self, processor, prompt: str = "<|user|><image>{question}<|assistant|>", image_column: str = "image",
                  question_column: str = "question", answer_column: str = "answer"):
-        if processor.image_token not in prompt:
-            raise ValueError(f"the prompt {prompt!r} has no {processor.image_token!r} placeholder for the image")
+        if prompt != "chat" and processor.image_token not in prompt:
+            raise ValueError(f"the prompt {prompt!r} has no {processor.image_token!r} placeholder for the image "
+                             "(or use prompt='chat' for the processor's chat template)")
         self.processor, self.prompt = processor, prompt
         self.image_column, self.question_column, self.answer_column = image_column, question_column, answer_column
         self.skipped = 0
@@ -195,9 +206,10 @@ class VLMDataCollator:
             good = self._last_good
         self._last_good = good
         tokenizer = self.processor.tokenizer
+        images = [self._images(e) for e in good]
         answers = [str(e[self.answer_column]) + tokenizer.eos_token for e in good]
-        texts = [self.prompt.format(question=e[self.question_column]) + a for e, a in zip(good, answers)]
-        batch = self.processor(images=[[e[self.image_column]] for e in good], text=texts, return_tensors="pt")
+        texts = [self.prompt_text(e[self.question_column], len(ims)) + a for e, ims, a in zip(good, images, answers)]
+        batch = self.processor(images=images, text=texts, return_tensors="pt")
         labels = torch.full_like(batch["input_ids"], -100)
         for row, answer in enumerate(tokenizer(answers, add_special_tokens=False)["input_ids"]):
             positions = batch["attention_mask"][row].nonzero().flatten()[-len(answer):]  # the last real tokens
@@ -208,20 +220,34 @@ class VLMDataCollator:
         batch["labels"] = labels
         return batch
 
+    def prompt_text(self, question: str, num_images: int = 1) -> str:
+        """The prompt of a row, before its answer: what generation is given at inference."""
+        if self.prompt == "chat":
+            content = [{"type": "image"}] * num_images + [{"type": "text", "text": question}]
+            return self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                      add_generation_prompt=True, tokenize=False)
+        return self.prompt.format(question=question).replace(self.processor.image_token,
+                                                             self.processor.image_token * num_images, 1)
+
+    def _images(self, example: dict) -> list:
+        value = example[self.image_column]
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+
 
 @torch.no_grad()
 def answer_accuracy(model, processor, examples, prompt: str = "<|user|><image>{question}<|assistant|>",
                     image_column: str = "image", question_column: str = "question", answer_column: str = "answer",
                     batch_size: int = 32, max_new_tokens: int = 8) -> float:
-    """Exact-match accuracy of greedy answers on rows of (image, question, answer): the generated text, stripped,
-    must equal the answer."""
+    """Exact-match accuracy of greedy answers on rows of (image(s), question, answer), prompted as the collator
+    prompts them in training: the generated text, stripped, must equal the answer."""
     model.eval()
+    prompter = VLMDataCollator(processor, prompt, image_column, question_column, answer_column)
     correct = total = 0
     for start in range(0, len(examples), batch_size):
         rows = [examples[i] for i in range(start, min(start + batch_size, len(examples)))]
-        images = [[decode_image(r[image_column])] for r in rows]
-        batch = processor(images=images, text=[prompt.format(question=r[question_column]) for r in rows],
-                          return_tensors="pt").to(model.device)
+        images = [[decode_image(im) for im in prompter._images(r)] for r in rows]
+        texts = [prompter.prompt_text(r[question_column], len(ims)) for r, ims in zip(rows, images)]
+        batch = processor(images=images, text=texts, return_tensors="pt").to(model.device)
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=processor.tokenizer.pad_token_id)
         answers = processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -253,5 +279,6 @@ def load_parts(model: torch.nn.Module, path: str) -> list[str]:
 
 
 __all__ = ["PARTS", "STAGE_PARTS", "VLMDataCollator", "VLMTrainer", "answer_accuracy", "apply_lora", "decode_image",
+           "decode_images",
            "lazy_image_transform", "load_parts", "lora_target_modules", "param_groups", "parameter_counts",
            "parse_parts", "part_of", "save_parts", "set_trainable"]
