@@ -117,14 +117,24 @@ def benchmark_results(path: str) -> list[dict]:
     return data
 
 
+# measurement file suffix -> the machine it was measured on, as the card names it
+BENCHMARK_MACHINES = {"cpu_2core": "2 CPU cores", "h100": "one NVIDIA H100 (convolutions in TF32, torch's default)"}
+
+
 def benchmark_section(card: str) -> str:
-    path = os.path.join(CARDS, "measurements", f"{card}_benchmark_cpu_2core.json")
-    if not os.path.exists(path):
+    sections = []
+    for suffix, machine in BENCHMARK_MACHINES.items():
+        path = os.path.join(CARDS, "measurements", f"{card}_benchmark_{suffix}.json")
+        if not os.path.exists(path):
+            continue
+        rows = [[r["case"], r["model"], r["tokens"], f"{r['gflops']:.0f}", f"{r['ms']:.1f}", f"{r['ratio']:.2f}",
+                 f"{r['peak_mib']:.0f}"] for r in benchmark_results(path)]
+        sections.append(f"On {machine}:\n\n" + _table(
+            ["case", "model", "tokens", "GFLOPs", "ms", "speed vs transformers", "peak MiB"], rows))
+    if not sections:
         return "_No benchmark recorded for this card._"
-    rows = [[r["case"], r["model"], r["tokens"], f"{r['gflops']:.0f}", f"{r['ms']:.0f}", f"{r['ratio']:.2f}",
-             f"{r['peak_mib']:.0f}"] for r in benchmark_results(path)]
-    return _table(["case", "model", "tokens", "GFLOPs", "ms", "speed vs transformers", "peak MiB"], rows) + (
-        "\n\nfp32, batch 1, 2 CPU cores, medians of interleaved rounds; peak MiB is the extra memory of one forward.")
+    return "\n\n".join(sections) + ("\n\nfp32, batch 1, medians of interleaved rounds; peak MiB is the extra "
+                                     "memory of one forward.")
 
 
 def render_card(model, processor, model_type: str, repo_id: str, base_model: list[str] | None = None,

@@ -147,12 +147,12 @@ def test_every_encoder_card_renders_from_measurements(paradigm):
         assert section in body, (paradigm, section)
     assert 'from_pretrained("me/encoder", trust_remote_code=True)' in body
     name = export.CARD_FOR[paradigm]
-    for kind in ("parity", "benchmark_cpu_2core"):
+    for kind in ("parity", "benchmark_cpu_2core", "benchmark_h100"):
         path = os.path.join(ROOT, "model_cards", "measurements", f"{name}_{kind}.json")
         if os.path.exists(path):
             rows = json.load(open(path)).values() if kind == "parity" else export.benchmark_results(path)
             for row in rows:
-                cell = f"{row['max_abs_delta']:.1e}" if kind == "parity" else f"{row['ms']:.0f}"
+                cell = f"{row['max_abs_delta']:.1e}" if kind == "parity" else f"{row['ms']:.1f}"
                 assert cell in body, (name, kind, cell)
 
 

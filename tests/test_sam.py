@@ -87,7 +87,7 @@ def test_relative_position_bias_in_blocks_is_exact(monkeypatch, budget):
     pixels = torch.randn(2, 3, 40, 40)
     with torch.no_grad():
         whole = model(pixels).image_embeds
-        monkeypatch.setattr(RelPosSelfAttention, "bias_bytes", budget)  # 2 images x 100 keys x 4 bytes per query
+        monkeypatch.setattr(RelPosSelfAttention, "bias_bytes", {"cpu": budget})  # 2 images x 100 keys x 4 B per query
         blocks = model(pixels).image_embeds
     torch.testing.assert_close(blocks, whole, atol=1e-5, rtol=1e-5)
 
