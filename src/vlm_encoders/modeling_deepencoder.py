@@ -163,7 +163,7 @@ class DeepEncoderModel(DeepEncoderPreTrainedModel):
                                                                        token_stride))
 
     def _check_tiles(self, pixel_values, pixel_values_local, image_tiles) -> list[list[int]]:
-        check_square_views(pixel_values, self.config.token_stride, "pixel_values")
+        """Tiles and grid agree; the views' own shapes are checked by `DeepEncoderVisionModel`."""
         if image_tiles is None:
             if pixel_values_local is not None:
                 raise ValueError("pixel_values_local needs image_tiles, the (columns, rows) of each image's tiles")
@@ -178,7 +178,6 @@ class DeepEncoderModel(DeepEncoderPreTrainedModel):
         if wanted and pixel_values_local is None:
             raise ValueError(f"image_tiles describes {wanted} tiles but no pixel_values_local were given")
         if pixel_values_local is not None:
-            check_square_views(pixel_values_local, self.config.token_stride, "pixel_values_local")
             if len(pixel_values_local) != wanted:
                 raise ValueError(f"image_tiles describes {wanted} tiles but pixel_values_local holds "
                                  f"{len(pixel_values_local)}")

@@ -266,8 +266,9 @@ class VisionLanguageModel(VisionLanguagePreTrainedModel, GenerationMixin):
         repeated = dict(images)
         for key, lengths in spans.items():
             starts = [0, *itertools.accumulate(lengths)]
-            rows = [r for i in order for r in range(starts[i], starts[i + 1])]
-            repeated[key] = images[key][torch.tensor(rows, dtype=torch.long, device=images[key].device)]
+            device = images[key].device
+            rows = torch.cat([torch.arange(starts[i], starts[i + 1], device=device) for i in order])
+            repeated[key] = images[key][rows]
         return repeated
 
     def _mrope_positions(self, input_ids, pixel_values, image_grid_thw, attention_mask, past_key_values,

@@ -49,13 +49,9 @@ def part_of(parameter_name: str) -> str:
 def set_trainable(model: torch.nn.Module, parts) -> dict:
     """Train exactly `parts`, freeze the rest; returns {part: (trainable, total)} parameter counts."""
     parts = parse_parts(parts)
-    counts = {part: [0, 0] for part in PARTS}
     for name, parameter in model.named_parameters():
-        part = part_of(name)
-        parameter.requires_grad_(part in parts)
-        counts[part][1] += parameter.numel()
-        counts[part][0] += parameter.numel() if part in parts else 0
-    return {part: tuple(c) for part, c in counts.items()}
+        parameter.requires_grad_(part_of(name) in parts)
+    return parameter_counts(model)
 
 
 def parameter_counts(model: torch.nn.Module) -> dict:
@@ -206,7 +202,7 @@ class VLMDataCollator:
             good = self._last_good
         self._last_good = good
         tokenizer = self.processor.tokenizer
-        images = [self._images(e) for e in good]
+        images = [self.images_of(e) for e in good]
         answers = [str(e[self.answer_column]) + tokenizer.eos_token for e in good]
         texts = [self.prompt_text(e[self.question_column], len(ims)) + a for e, ims, a in zip(good, images, answers)]
         batch = self.processor(images=images, text=texts, return_tensors="pt")
@@ -229,7 +225,8 @@ class VLMDataCollator:
         return self.prompt.format(question=question).replace(self.processor.image_token,
                                                              self.processor.image_token * num_images, 1)
 
-    def _images(self, example: dict) -> list:
+    def images_of(self, example: dict) -> list:
+        """The row's images as a list (one image or several)."""
         value = example[self.image_column]
         return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -245,7 +242,7 @@ def answer_accuracy(model, processor, examples, prompt: str = "<|user|><image>{q
     correct = total = 0
     for start in range(0, len(examples), batch_size):
         rows = [examples[i] for i in range(start, min(start + batch_size, len(examples)))]
-        images = [[decode_image(im) for im in prompter._images(r)] for r in rows]
+        images = [[decode_image(im) for im in prompter.images_of(r)] for r in rows]
         texts = [prompter.prompt_text(r[question_column], len(ims)) for r, ims in zip(rows, images)]
         batch = processor(images=images, text=texts, return_tensors="pt").to(model.device)
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
